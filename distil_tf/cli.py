@@ -141,7 +141,7 @@ def cmd_export(args):
 
     print(export_command(args.model, args.out, version=args.version,
                          max_sequence_length=args.max_sequence_length,
-                         warmup=not args.no_warmup, pair=args.pair))
+                         warmup=not args.no_warmup, pair=args.pair, keras_layers=args.keras_layers))
 
 
 def cmd_demo(args):
@@ -214,6 +214,9 @@ def build_parser():
     export.add_argument("--version", type=int, help="version number (default: next free)")
     export.add_argument("--max-sequence-length", type=int, default=128)
     export.add_argument("--no-warmup", action="store_true", help="write no warmup requests")
+    export.add_argument("--keras-layers", action="store_true",
+                        help="serve the keras-hub layer graph instead of the fused encoder graph "
+                             "(same outputs to float32 rounding; the fused one is faster on CPU)")
     pair = export.add_mutually_exclusive_group()
     pair.add_argument("--pair", dest="pair", action="store_true", default=None,
                       help="text-pair inputs (only for tasks the registry does not know)")

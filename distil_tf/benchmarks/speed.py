@@ -14,14 +14,15 @@ runners. Each runner is warmed up, then timed over one pass.
 
 Runners:
 - `tf-savedmodel`: the `predict_ids` signature of the SavedModel
-  `distil_tf.export.ExportModule` writes (what TF Serving runs), loaded with
+  `distil_tf.export.ExportModule` writes by default (what `distil-tf export`
+  publishes and TF Serving runs: the fused encoder graph), loaded with
   `tf.saved_model.load`; the model is an STS-B regression `TaskModel`.
-- `tf-savedmodel+<levers>`: the same export with the levers of
-  `distil_tf.benchmarks.fast_inference` (fused encoder graph, buckets, XLA,
-  bfloat16), each its own row with its max abs difference to the plain
-  export. `tf-savedmodel+xla` (no buckets: one compilation per distinct
-  length, inside the timed pass) and `+bf16` (without native bfloat16) run
-  only when named.
+- `tf-savedmodel+<levers>`: the same export with other
+  `distil_tf.export.InferenceOptions` (`keras-layers`: the keras-hub graph
+  the fused one replaced; buckets; XLA; bfloat16), each its own row with
+  its max abs difference to the default export. `tf-savedmodel+xla` (no
+  buckets: one compilation per distinct length, inside the timed pass) and
+  `+bf16` (without native bfloat16) run only when named.
 - `hf-pytorch`: Hugging Face `BertModel` / `DistilBertModel` on PyTorch,
   eval mode, `torch.inference_mode`, 2 threads.
 - `onnxruntime`: ONNX Runtime on a `torch.onnx.export` of the `hf-pytorch`
@@ -62,14 +63,14 @@ WARMUP_PAIRS = 10
 CHECK_PAIRS = 16
 
 TF_RUNNERS = {
-    # name: InferenceOptions kwargs (None: the shared ExportModule as is)
-    "tf-savedmodel": None,
-    "tf-savedmodel+fused": {"fused_graph": True},
-    "tf-savedmodel+fused+xla+buckets": {"fused_graph": True, "buckets": "default", "jit_compile": True},
-    "tf-savedmodel+buckets": {"buckets": "default"},
+    # name: InferenceOptions kwargs ({}: the export's defaults, i.e. what
+    # `distil-tf export` writes; "keras-layers": the keras-hub graph).
+    "tf-savedmodel": {},
+    "tf-savedmodel+keras-layers": {"fused_graph": False},
     "tf-savedmodel+xla+buckets": {"buckets": "default", "jit_compile": True},
-    "tf-savedmodel+xla+buckets+bf16": {
-        "buckets": "default", "jit_compile": True, "compute_dtype": "bfloat16",
+    "tf-savedmodel+keras-layers+xla+buckets": {"fused_graph": False, "buckets": "default", "jit_compile": True},
+    "tf-savedmodel+keras-layers+xla+buckets+bf16": {
+        "fused_graph": False, "buckets": "default", "jit_compile": True, "compute_dtype": "bfloat16",
     },
     # Not run by default: a compilation per distinct length (seconds each).
     "tf-savedmodel+xla": {"jit_compile": True},
@@ -87,7 +88,7 @@ def default_runners():
 
     runners = [name for name in ALL_RUNNERS if name != "tf-savedmodel+xla"]
     if not native_bfloat16():
-        runners.remove("tf-savedmodel+xla+buckets+bf16")
+        runners.remove("tf-savedmodel+keras-layers+xla+buckets+bf16")
     return runners
 
 
@@ -290,21 +291,15 @@ def _tf_runner(options_kwargs):
         # Threads: process-wide for TensorFlow, set by `configure_threads`.
         import tensorflow as tf
 
-        from distil_tf.benchmarks import fast_inference
         from distil_tf.export import ExportModule
+        from distil_tf.export.inference_options import DEFAULT_BUCKETS, InferenceOptions, bucket_lengths
 
         max_length = model.encoder_config["max_sequence_length"]
-        if options_kwargs is None:
-            module = ExportModule(model.task_model, tokenizer, max_sequence_length=max_length)
-            options = None
-        else:
-            kwargs = dict(options_kwargs)
-            if kwargs.get("buckets") == "default":
-                kwargs["buckets"] = fast_inference.DEFAULT_BUCKETS
-            options = fast_inference.InferenceOptions(**kwargs)
-            module = fast_inference.FastExportModule(
-                model.task_model, tokenizer, options, max_sequence_length=max_length
-            )
+        kwargs = dict(options_kwargs)
+        if kwargs.get("buckets") == "default":
+            kwargs["buckets"] = DEFAULT_BUCKETS
+        options = InferenceOptions(**kwargs)
+        module = ExportModule(model.task_model, tokenizer, max_sequence_length=max_length, options=options)
         path = pathlib.Path(work_dir) / "saved_model"
         tf.saved_model.save(module, str(path), signatures=module.get_signatures())
         del module
@@ -325,9 +320,9 @@ def _tf_runner(options_kwargs):
             # One request per bucket length the data reaches, as TF Serving
             # warmup records would do: XLA compiles each shape once, here,
             # not in the timed pass.
-            if options is None or not options.buckets:
+            if not options.buckets:
                 return
-            for length in sorted(set(fast_inference.bucket_lengths(inputs.lengths, options.buckets))):
+            for length in sorted(set(bucket_lengths(inputs.lengths, options.buckets))):
                 feed = {"token_ids": tf.ones([1, int(length)], tf.int32), "padding_mask": tf.ones([1, int(length)], tf.int32)}
                 if use_segments:
                     feed["segment_ids"] = tf.zeros([1, int(length)], tf.int32)
@@ -518,7 +513,7 @@ def _max_abs_difference(outputs_a, outputs_b):
 
 def sequence_output_difference(model, inputs, compute_dtype, num_pairs=CHECK_PAIRS):
     """Max |float32 - compute_dtype| of the encoder's sequence output (Keras, untimed)."""
-    from distil_tf.benchmarks.fast_inference import with_compute_dtype
+    from distil_tf.export.inference_options import with_compute_dtype
 
     cast = with_compute_dtype(model.task_model, compute_dtype)
     largest = 0.0
@@ -624,7 +619,7 @@ def run_benchmark(
         for runner in active:
             for model_name, model in built.items():
                 row, outputs = _time_runner(runner, model, inputs, tokenizer, scratch, threads, warmup_pairs)
-                # Levers against the plain export; peers against our encoder.
+                # Levers against the default export; peers against our encoder.
                 if runner == "tf-savedmodel":
                     references[model_name] = outputs
                 elif runner.startswith("tf-savedmodel+") and model_name in references:

@@ -3,5 +3,7 @@ warmup records, atomic numbered versions."""
 
 from distil_tf.export.export_module import ExportModule
 from distil_tf.export.exporter import export_command, export_model
+from distil_tf.export.fused_encoder import FusedEncoder
+from distil_tf.export.inference_options import InferenceOptions
 
-__all__ = ["ExportModule", "export_command", "export_model"]
+__all__ = ["ExportModule", "FusedEncoder", "InferenceOptions", "export_command", "export_model"]

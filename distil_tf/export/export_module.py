@@ -44,6 +44,9 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from distil_tf.export import packing, span_decoding
+from distil_tf.export.fused_encoder import FusedEncoder
+from distil_tf.export.inference_options import InferenceOptions, pad_to_bucket, with_compute_dtype
+from distil_tf.models.task_model import PADDING_LOGIT
 from distil_tf.tasks import registry
 
 CLASSIFICATION = "classification"
@@ -103,6 +106,9 @@ class ExportModule(tf.Module):
             (`run_squad.py` uses 128 at length 384).
         max_windows: int. Most windows per question (span heads); a longer
             context is truncated after them.
+        options: `InferenceOptions` or None (the defaults: the fused encoder
+            graph, float32, no XLA). How the model's forward pass runs in
+            every signature; see `distil_tf.export.inference_options`.
 
     Examples:
     >>> module = ExportModule(model, tokenizer, max_sequence_length=128)
@@ -119,6 +125,7 @@ class ExportModule(tf.Module):
         max_answer_length=DEFAULT_MAX_ANSWER_LENGTH,
         doc_stride=None,
         max_windows=DEFAULT_MAX_WINDOWS,
+        options=None,
         name=None,
     ):
         super().__init__(name=name)
@@ -158,7 +165,26 @@ class ExportModule(tf.Module):
                 f"model's ({encoder.vocabulary_size})"
             )
 
-        self.model = model
+        self.options = InferenceOptions() if options is None else options
+        if self.options.fused_graph:
+            # The fused graph is float32; a mixed-precision model is cast once.
+            model = with_compute_dtype(model, "float32")
+            self.fused_encoder = FusedEncoder(model.encoder)
+            # The head's layers only: the keras-hub encoder's variables are
+            # not saved (the fused copy replaces them; embeddings are shared).
+            self.head_layers = {
+                "pooled_dense": model.encoder.backbone.pooled_dense if encoder.architecture == "bert" else None,
+                "pre_classifier": getattr(model, "pre_classifier", None),
+                "classifier": model.classifier,
+            }
+            self.model = None
+        else:
+            self.model = with_compute_dtype(model, self.options.compute_dtype)
+        # XLA compiles this inner function, one executable per padded shape
+        # (cached by the runtime); padding outside it keeps the count small.
+        self._call_model = (
+            tf.function(self._model_outputs, jit_compile=True) if self.options.jit_compile else self._model_outputs
+        )
         self.tokenizer = tokenizer
         self.head_type = head_type
         self.task_name = model.task_name
@@ -200,13 +226,42 @@ class ExportModule(tf.Module):
         )
         return features
 
+    def _fused_outputs(self, inputs):
+        """`TaskModel.call` (inference) on the fused encoder's sequence output."""
+        sequence_output = self.fused_encoder(inputs)  # [batch, T, hidden]
+        classifier = self.head_layers["classifier"]
+        if self.head_type == SPAN:
+            logits = classifier(sequence_output)
+            padding = tf.cast(tf.equal(inputs["padding_mask"], 0), tf.float32) * PADDING_LOGIT
+            return {"start_logits": logits[..., 0] + padding, "end_logits": logits[..., 1] + padding}
+        first_token = sequence_output[:, 0, :]
+        if self.head_layers["pooled_dense"] is not None:
+            features = self.head_layers["pooled_dense"](first_token)
+        else:
+            features = self.head_layers["pre_classifier"](first_token)
+        logits = classifier(features)
+        return {"logits": logits[:, 0] if self.head_type == REGRESSION else logits}
+
+    def _model_outputs(self, inputs):
+        if self.options.fused_graph:
+            outputs = self._fused_outputs(inputs)
+        else:
+            outputs = self.model(inputs, training=False)
+        return {key: tf.cast(value, tf.float32) for key, value in outputs.items()}
+
     def run_model(self, features):
-        """The head's raw outputs on packed features."""
+        """The head's raw outputs on packed features (`[batch, T]` each)."""
         inputs = {"token_ids": features["token_ids"], "padding_mask": features["padding_mask"]}
         if self.uses_segment_ids:
             inputs["segment_ids"] = features["segment_ids"]
-        outputs = self.model(inputs, training=False)
-        return {key: tf.cast(value, tf.float32) for key, value in outputs.items()}
+        if not self.options.buckets:
+            return self._call_model(inputs)
+        padded, length = pad_to_bucket(inputs, self.options.buckets)
+        outputs = self._call_model(padded)
+        if self.head_type == SPAN:
+            # Per-position logits: back to the caller's positions.
+            outputs = {key: value[:, :length] for key, value in outputs.items()}
+        return outputs
 
     def classification_outputs(self, logits):
         probabilities = tf.nn.softmax(logits, axis=-1)

@@ -19,6 +19,7 @@ from distil_tf.export.export_module import (
     DEFAULT_MAX_WINDOWS,
     ExportModule,
 )
+from distil_tf.export.inference_options import InferenceOptions
 from distil_tf.models.model_dir import load_model_and_tokenizer
 
 
@@ -82,6 +83,7 @@ def export_model(
     model_name="model",
     check_ops=True,
     verify_warmup=True,
+    options=None,
 ):
     """Export a task model as `base_path/<version>/`, TF Serving's layout.
 
@@ -141,6 +143,7 @@ def export_model(
         max_answer_length=max_answer_length,
         doc_stride=doc_stride,
         max_windows=max_windows,
+        options=options,
     )
     signatures = module.get_signatures()
     with publish.publish_directory(target) as staging:
@@ -156,8 +159,8 @@ def export_model(
 
 
 def export_command(model, out, version=None, max_sequence_length=DEFAULT_MAX_SEQUENCE_LENGTH,
-                   warmup=True, pair=None):
-    """What `distil-tf export --model DIR --out BASE [--version N]` runs.
+                   warmup=True, pair=None, keras_layers=False):
+    """What `distil-tf export --model DIR --out BASE [--version N] [--keras-layers]` runs.
 
     Returns:
         A one-line summary for the CLI to print.
@@ -169,6 +172,7 @@ def export_command(model, out, version=None, max_sequence_length=DEFAULT_MAX_SEQ
         max_sequence_length=max_sequence_length,
         warmup=warmup,
         pair=pair,
+        options=InferenceOptions(fused_graph=not keras_layers),
     )
     signatures = ", ".join(signature_names(path))
     return f"exported version {path.name} to {path} (signatures: {signatures})"

@@ -49,7 +49,7 @@ def _run(stsb_file, vocab, out_dir, runners, models=speed.MODEL_NAMES):
 
 # Every TF runner exports and reloads a SavedModel (~10 s each on a loaded
 # 2-core machine): the default tier runs the main rows, `large` all of them.
-MAIN_RUNNERS = ["tf-savedmodel", "tf-savedmodel+fused+xla+buckets", "hf-pytorch", "onnxruntime"]
+MAIN_RUNNERS = ["tf-savedmodel", "tf-savedmodel+keras-layers", "hf-pytorch", "onnxruntime"]
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,20 @@ def test_relative_base_path_is_made_absolute(tiny_model_dir, tmp_path, monkeypat
     assert outputs["labels"].shape == (2,)
 
 
+def test_keras_layers_export_serves_the_same_outputs(tiny_model_dir, tmp_path):
+    # `--keras-layers` keeps the keras-hub graph; the default fused graph
+    # must answer the same to float32 rounding.
+    texts = tf.constant(["a good movie", "a dull, long and bad one", ""])
+    outputs = {}
+    for keras_layers in (False, True):
+        base = tmp_path / ("keras" if keras_layers else "fused")
+        export_command(tiny_model_dir, base, max_sequence_length=32, warmup=False, keras_layers=keras_layers)
+        outputs[keras_layers] = tf.saved_model.load(str(base / "1")).signatures["serving_default"](text=texts)
+    assert outputs[False]["labels"].numpy().tolist() == outputs[True]["labels"].numpy().tolist()
+    difference = tf.reduce_max(tf.abs(outputs[False]["logits"] - outputs[True]["logits"]))
+    assert float(difference) < 1e-5
+
+
 def test_encoder_directory_is_refused(tiny_vocab_file, tmp_path):
     encoder = Encoder("distilbert", vocabulary_size=99, num_layers=1, num_heads=2, hidden_dim=8,
                       intermediate_dim=16, max_sequence_length=32)

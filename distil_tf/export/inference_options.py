@@ -1,0 +1,143 @@
+"""`InferenceOptions`: how an exported model runs its forward pass.
+
+Levers for fast CPU inference at batch size 1, each measured as its own row
+by `distil-tf benchmark speed` (`distil_tf.benchmarks.speed`):
+
+- **Fused encoder graph** (`fused_graph`, the default): `FusedEncoder`, the
+  same weights laid out for a batch-1 CPU pass. Outputs equal the keras-hub
+  graph to float32 rounding (tested to 1e-5).
+- **Bucketed sequence lengths** (`buckets`): inputs are padded in the graph,
+  before the model, up to the next of a few bucket lengths. Padding is
+  masked, so outputs on real positions are unchanged; the cost is the padded
+  positions' compute (at most one bucket step).
+- **XLA** (`jit_compile`) on the model call. XLA compiles one executable per
+  input shape: with a new length per sentence that is a compilation per
+  request (seconds each), so it is only worth it with buckets, which bound
+  the shapes to `len(buckets)`. Stock TF Serving runs XLA-marked functions on
+  CPU only with `--xla_cpu_compilation_enabled=true`, which is why it is not
+  a default.
+- **Compute dtype** (`compute_dtype="bfloat16"`): weights cast once at
+  export. Pays only on CPUs with native bfloat16 dot products (AVX512-BF16,
+  AMX); elsewhere oneDNN emulates it. It changes outputs, so its accuracy
+  cost is measured (`distil_tf.benchmarks.fast_inference.sst2_accuracy`).
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from distil_tf.models import Encoder, TaskModel
+
+# Multiples of 8 up to 128 (STS-B dev pairs are 11-87 WordPieces, mean 31.5:
+# 10 shapes, 11% padded positions; multiples of 16 would mean 6 shapes but
+# 26% padding), then coarser steps up to BERT's 512 positions.
+DEFAULT_BUCKETS = tuple(range(8, 129, 8)) + (160, 192, 256, 384, 512)
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceOptions:
+    """Which levers an exported model uses.
+
+    Args:
+        fused_graph: bool. Serve the encoder through `FusedEncoder` (fused
+            QKV projection, 2-D matmuls, scale folded into the query)
+            instead of the keras-hub layers; same weights, float32 only.
+        buckets: tuple of int or None. Pad each input up to the next bucket
+            length (inputs longer than the longest bucket run at their own
+            length). `None`: no padding.
+        jit_compile: bool. Compile the model call with XLA.
+        compute_dtype: str. "float32" or "bfloat16" (keras-hub graph only).
+    """
+
+    fused_graph: bool = True
+    buckets: tuple = None
+    jit_compile: bool = False
+    compute_dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.buckets is not None:
+            buckets = tuple(int(length) for length in self.buckets)
+            if not buckets or any(length < 1 for length in buckets):
+                raise ValueError(f"buckets must be positive lengths, got {self.buckets}")
+            object.__setattr__(self, "buckets", tuple(sorted(set(buckets))))
+        if self.compute_dtype not in ("float32", "bfloat16"):
+            raise ValueError(
+                f"compute_dtype must be 'float32' or 'bfloat16', got '{self.compute_dtype}'"
+            )
+        if self.fused_graph and self.compute_dtype != "float32":
+            raise ValueError("the fused graph is float32 only; pass fused_graph=False for bfloat16")
+
+    @property
+    def label(self):
+        """A short name for tables: the levers beyond the default, e.g. "xla+buckets"."""
+        parts = [] if self.fused_graph else ["keras-layers"]
+        if self.jit_compile:
+            parts.append("xla")
+        if self.buckets:
+            parts.append("buckets")
+        if self.compute_dtype == "bfloat16":
+            parts.append("bf16")
+        return "+".join(parts) or "default"
+
+
+def bucket_lengths(lengths, buckets):
+    """Padded length of each input length (NumPy twin of `pad_to_bucket`)."""
+    buckets = np.asarray(sorted(buckets))
+    lengths = np.asarray(lengths)
+    index = np.minimum(np.searchsorted(buckets, lengths, side="left"), len(buckets) - 1)
+    return np.maximum(buckets[index], lengths)
+
+
+def pad_to_bucket(features, buckets):
+    """Pad `[batch, T]` int features with zeros up to the next bucket length.
+
+    Zero is `[PAD]`, segment 0 and "masked out", so padded positions are
+    invisible to attention. Inputs longer than the longest bucket stay as
+    they are.
+
+    Returns:
+        `(padded_features, T)`: the original length to slice outputs back to.
+    """
+    length = tf.shape(features["token_ids"])[1]
+    bucket_table = tf.constant(sorted(buckets), tf.int32)
+    index = tf.minimum(
+        tf.searchsorted(bucket_table, tf.reshape(length, [1]), side="left")[0],
+        len(buckets) - 1,
+    )
+    target = tf.maximum(bucket_table[index], length)
+    paddings = [[0, 0], [0, target - length]]
+    padded = {key: tf.pad(value, paddings) for key, value in features.items()}
+    return padded, length
+
+
+def with_compute_dtype(model, dtype):
+    """A copy of a `TaskModel` whose weights and compute are in `dtype`.
+
+    Builds the same architecture under the plain `dtype` policy (not
+    `mixed_*`: a mixed policy keeps float32 variables and casts every weight
+    on every call, 110M casts per BERT-base request) and copies the weights,
+    cast once. A float32 model is returned as is.
+    """
+    if dtype == "float32" and model.encoder.dtype_policy.name == "float32":
+        return model
+    config = dict(model.encoder.get_config(), dtype=dtype)
+    config.pop("name", None)
+    encoder = Encoder.from_config(config)
+    encoder(encoder.dummy_inputs())
+    copy = TaskModel(
+        encoder,
+        model.head_type,
+        num_classes=model.num_classes,
+        task_name=model.task_name,
+        label_names=model.label_names,
+        classifier_dropout=model.classifier_dropout,
+    )
+    copy(copy.dummy_inputs())
+    source = model.weights
+    target = copy.weights
+    if len(source) != len(target):
+        raise ValueError(f"weight lists differ ({len(source)} vs {len(target)}) after the dtype rebuild")
+    for variable, value in zip(target, source):
+        variable.assign(tf.cast(value, variable.dtype))
+    return copy
