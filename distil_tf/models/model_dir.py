@@ -101,7 +101,7 @@ def save_model(model, directory, tokenizer, provenance=None, overwrite=False):
     config = {
         "distil_tf": {
             "format_version": FORMAT_VERSION,
-            "model": keras.saving.serialize_keras_object(model),
+            "model": _architecture_config(model),
             "provenance": provenance or {},
         }
     }
@@ -110,6 +110,19 @@ def save_model(model, directory, tokenizer, provenance=None, overwrite=False):
         save_tokenizer(tokenizer, staging)
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     return pathlib.Path(directory)
+
+
+def _architecture_config(model):
+    """The model's Keras config without `compile_config`.
+
+    A model directory is architecture + weights. A compiled model's config
+    also names its optimizer and learning-rate schedule (ours are custom
+    classes), which would make every later load import the training code,
+    and the optimizer state lives in the run's checkpoints anyway.
+    """
+    config = keras.saving.serialize_keras_object(model)
+    config.pop("compile_config", None)
+    return config
 
 
 def _vocabulary_size(model):
@@ -125,6 +138,8 @@ def _load_distil_tf_directory(path, dtype=None):
             f"not {FORMAT_VERSION}; this distil-tf cannot read it"
         )
     model_config = dict(config["model"])
+    # Directories written before compile configs were dropped on save.
+    model_config.pop("compile_config", None)
     if dtype is not None:
         inner = dict(model_config["config"])
         if "encoder" in inner:  # a task model: the policy lives on its encoder

@@ -108,3 +108,41 @@ def test_corrupted_weights_file(tmp_path, tiny_vocab_file):
         load_model(tmp_path / "m")
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["distil_tf"]["format_version"] == 1
+
+
+def test_compiled_task_model_loads_without_the_training_code(tmp_path, tiny_vocab_file):
+    # A fine-tuned model was compiled with our custom learning-rate schedule.
+    # Its directory must load in a process that never imports
+    # distil_tf.training (init-student from a fine-tuned teacher did not).
+    import subprocess
+    import sys
+
+    import keras
+
+    from distil_tf.models import TaskModel
+    from distil_tf.models.model_dir import CONFIG_FILE
+    from distil_tf.training.optimization import LinearWarmupLinearDecay
+
+    encoder = Encoder("distilbert", vocabulary_size=99, num_layers=1, num_heads=2, hidden_dim=8,
+                      intermediate_dim=16, mlm_head=False)
+    encoder(encoder.dummy_inputs())
+    model = TaskModel.from_encoder(encoder, "classification", num_classes=2, task_name="glue/sst2")
+    model.compile(optimizer=keras.optimizers.AdamW(LinearWarmupLinearDecay(5e-5, 2, 10)), loss="mse")
+    save_model(model, tmp_path / "new", load_tokenizer(tiny_vocab_file))
+    assert "compile_config" not in json.loads((tmp_path / "new" / CONFIG_FILE).read_text())["distil_tf"]["model"]
+    # A directory written before the fix still holds the compile config.
+    old = tmp_path / "old"
+    save_model(model, old, load_tokenizer(tiny_vocab_file))
+    config = json.loads((old / CONFIG_FILE).read_text())
+    config["distil_tf"]["model"]["compile_config"] = keras.saving.serialize_keras_object(
+        model.get_compile_config())
+    (old / CONFIG_FILE).write_text(json.dumps(config))
+    script = (
+        "import sys; from distil_tf.models import load_model\n"
+        "for path in sys.argv[1:]: print(type(load_model(path)).__name__)\n"
+        "assert 'distil_tf.training.optimization' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "new"), str(old)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["TaskModel", "TaskModel"]
