@@ -160,8 +160,7 @@ def test_prometheus_metrics(shared_server):
         ("/v1/models/toy:predict", {"signature_name": 3, "instances": ["a"]}, 400,
          "'signature_name' key must be a string value."),
         ("/v1/models/toy:predict", {"instances": ["a"], "inputs": ["a"]}, 400,
-         "JSON Value: request body is ambiguous: expecting only one of 'inputs' or "
-         "'instances' keys to exist"),
+         "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"),
         ("/v1/models/toy:predict", {"signature_name": "serving_default"}, 400,
          "Missing 'inputs' or 'instances' key"),
         ("/v1/models/toy:predict", {"instances": []}, 400, "No values in 'instances' array"),
@@ -173,16 +172,19 @@ def test_prometheus_metrics(shared_server):
         ("/v1/models/toy:predict", {"instances": [5]}, 400,
          "JSON Value: 5 Type: Number is not of expected type: string"),
         ("/v1/models/toy:predict", {"instances": [{"b64": "!!"}]}, 400,
-         "Unable to base64 decode: !!"),
+         "Error: INVALID_ARGUMENT: Unable to base64 decode"),
         ("/v1/models/toy:classify", {"signature_name": "classify", "examples": []}, 400,
-         "Input is empty."),
+         "'examples' value is an empty array"),
         ("/v1/models/nope", None, 404, "Could not find any versions of model nope"),
         ("/v1/models/toy/versions/9", None, 404, "Could not find version 9 of model toy"),
     ],
 )
 def test_error_rows(shared_server, path, body, http_status, message):
+    # TF Serving frames many messages ("JSON Value: <body> ...", "Failed to
+    # process element: 0 ... Error: ..."); its own tests assert substrings.
     status, error = error_of(shared_server, path, body)
-    assert (status, error) == (http_status, message)
+    assert status == http_status
+    assert message in error
 
 
 def test_named_rows_must_match_signature_keys(shared_server):

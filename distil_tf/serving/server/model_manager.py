@@ -11,6 +11,7 @@ the old one serving (its status shows END with the load error).
 import dataclasses
 import logging
 import os
+import re
 import threading
 import time
 
@@ -43,6 +44,12 @@ class ManagedModel:
         self.config = config
         self.versions = {}
         self.labels = {}
+        # False once a config reload drops the model: its versions stay, in
+        # state END, for GetModelStatus (TF Serving's ServableStateMonitor
+        # keeps them), but nothing is served or polled.
+        self.active = True
+        # version -> directory name under base_path ("00000123" for 123).
+        self.directories = {}
 
     @property
     def name(self):
@@ -59,10 +66,20 @@ class ManagedModel:
 _WARNED_MISSING_PATHS = set()
 
 
+_VERSION_NAME = re.compile(r"[0-9]+")
+_INT64_MAX = 2**63 - 1
+
+
 def list_version_directories(base_path, model_name):
-    """Numeric subdirectories of `base_path`, as ints (others are ignored)."""
+    """Version directories of `base_path`: {version: directory name}.
+
+    file_system_storage_path_source.cc parses names with absl::SimpleAtoi, so
+    `00000123` is version 123 (TF Serving's own test data is laid out so);
+    names that are not a number, such as the temp dir of an atomic publish
+    (".tmp-3"), are skipped.
+    """
     try:
-        entries = os.listdir(base_path)
+        entries = sorted(os.listdir(base_path))
     except OSError:
         # Once per path, not once per poll (every second by default).
         if base_path not in _WARNED_MISSING_PATHS:
@@ -70,23 +87,27 @@ def list_version_directories(base_path, model_name):
             logger.warning(
                 "No versions of servable %s found under base path %s", model_name, base_path
             )
-        return []
-    versions = []
+        return {}
+    versions = {}
     for entry in entries:
         if not os.path.isdir(os.path.join(base_path, entry)):
             continue
-        # file_system_storage_path_source.cc parses names with SimpleAtoi:
-        # digits only; temp dirs of an atomic publish (".tmp-3") are skipped.
-        if entry.isdigit():
-            versions.append(int(entry))
-        else:
+        if not _VERSION_NAME.fullmatch(entry) or int(entry) > _INT64_MAX:
             logger.debug(
                 "Ignoring %s/%s: not a version number. Did you forget to name "
                 "your leaf directory as a number (eg. '/1/')?",
                 base_path,
                 entry,
             )
-    return sorted(versions)
+            continue
+        version = int(entry)
+        if version in versions:
+            # "123" and "0123" name the same version; keep the first (sorted).
+            logger.warning("Ignoring %s/%s: version %d is already served from %s",
+                           base_path, entry, version, versions[version])
+            continue
+        versions[version] = entry
+    return versions
 
 
 def aspired_versions(config, available_on_disk):
@@ -128,8 +149,17 @@ class ModelManager:
     def apply_config(self, config):
         """Replaces the model list; loads new models before returning.
 
+        A model left out of `config` is unloaded; its versions keep reporting
+        END. Labels are checked against the versions available once the new
+        models have loaded.
+
         Raises:
-            ServingError: INVALID_ARGUMENT for a bad config or label.
+            ServingError: INVALID_ARGUMENT for a bad config; FAILED_PRECONDITION
+                for a label on an unavailable version; UNKNOWN "N model(s) did
+                not become available" when a newly added model cannot be
+                loaded (server_core.cc WaitUntilModelsAvailable). The new
+                config stays in force in every case but a bad config, as in
+                TF Serving.
         """
         try:
             validate_model_server_config(config)
@@ -138,19 +168,35 @@ class ModelManager:
         wanted = {model.name: model for model in config.model_config_list.config}
         with self._reconcile_lock:
             with self._lock:
-                removed = [name for name in self.models if name not in wanted]
+                removed = [model for name, model in self.models.items()
+                           if name not in wanted and model.active]
+                added = []
                 for name, model_config in wanted.items():
-                    if name in self.models:
-                        self.models[name].config = model_config
-                    else:
+                    model = self.models.get(name)
+                    if model is None:
                         self.models[name] = ManagedModel(model_config)
-                removed_models = [self.models.pop(name) for name in removed]
-            for model in removed_models:
+                        added.append(name)
+                    else:
+                        if not model.active:
+                            added.append(name)
+                        model.config = model_config
+                        model.active = True
+                for model in removed:
+                    model.active = False
+                    model.labels = {}
+            for model in removed:
                 for record in model.versions.values():
                     self._unload(model, record)
             for name in wanted:
                 self._reconcile(self.models[name])
             self._apply_labels(wanted)
+        failed = {name: why for name, why in self.unavailable_models().items()
+                  if name in added}
+        if failed:
+            details = ", ".join(f"{{{name}: {why}}}" for name, why in sorted(failed.items()))
+            raise ServingError(
+                "UNKNOWN", f"{len(failed)} model(s) did not become available: {{{details}}}"
+            )
 
     def _apply_labels(self, wanted):
         errors = []
@@ -161,10 +207,12 @@ class ModelManager:
                 available = set(model.available_versions())
                 allow = self.options.allow_version_labels_for_unavailable_models
                 for label, version in labels.items():
-                    # Only *new* labels may point at unavailable versions when
-                    # allowed (g3doc/serving_config.md).
-                    is_new = model.labels.get(label) != version
-                    if version not in available and not (allow and is_new):
+                    # server_core.cc UpdateModelVersionLabelMap: with the flag,
+                    # a *new* label may point at an unavailable version, but an
+                    # existing label may not be moved to one (it would stop
+                    # serving traffic that relies on it).
+                    moves_existing = label in model.labels and model.labels[label] != version
+                    if version not in available and not (allow and not moves_existing):
                         errors.append(
                             f"Request to assign label to version {version} of "
                             f"model {name}, which is not currently available "
@@ -181,7 +229,7 @@ class ModelManager:
     def poll_once(self):
         with self._reconcile_lock:
             with self._lock:
-                models = list(self.models.values())
+                models = [model for model in self.models.values() if model.active]
             for model in models:
                 self._reconcile(model)
 
@@ -209,6 +257,8 @@ class ModelManager:
     def _reconcile(self, model):
         config = model.config
         on_disk = list_version_directories(config.base_path, config.name)
+        with self._lock:
+            model.directories = on_disk
         aspired = aspired_versions(config, on_disk)
         for version in sorted(aspired, reverse=True):
             record = model.versions.get(version)
@@ -233,7 +283,8 @@ class ModelManager:
                 self._unload(model, record)
 
     def _load(self, model, version):
-        path = os.path.join(model.config.base_path, str(version))
+        directory = model.directories.get(version, str(version))
+        path = os.path.join(model.config.base_path, directory)
         record = VersionRecord(version=version, state=State.LOADING)
         with self._lock:
             model.versions[version] = record
@@ -287,6 +338,8 @@ class ModelManager:
         choice = model_spec.WhichOneof("version_choice")
         with self._lock:
             model = self.models.get(name)
+            if model is not None and not model.active:
+                model = None
             if choice == "version_label":
                 label = model_spec.version_label
                 if model is None or label not in model.labels:
@@ -333,14 +386,14 @@ class ModelManager:
 
     def model_names(self):
         with self._lock:
-            return sorted(self.models)
+            return sorted(name for name, model in self.models.items() if model.active)
 
     def unavailable_models(self):
         """Names of models without any AVAILABLE version, with their errors."""
         with self._lock:
             missing = {}
             for name, model in self.models.items():
-                if not model.available_versions():
+                if model.active and not model.available_versions():
                     errors = [r.error.message for r in model.versions.values() if r.error]
                     missing[name] = errors[0] if errors else "no version found on disk"
             return missing

@@ -94,8 +94,10 @@ class ModelServer:
         try:
             self.manager.apply_config(self.options.model_server_config)
         except ServingError as error:
-            self.stop()
-            raise StartupError(f"Failed to start server. Error: {error.message}") from None
+            if not self.manager.unavailable_models():
+                self.stop()
+                raise StartupError(f"Failed to start server. Error: {error.message}") from None
+        # The initial load reports servables, as load_servables_fast.cc does.
         failed = self.manager.unavailable_models()
         if failed:
             self.stop()
@@ -143,8 +145,20 @@ class ModelServer:
             raise StartupError(f"Failed to bind gRPC to {address}: {error}") from None
         if not self.grpc_port:
             raise StartupError(f"Failed to bind gRPC to {address}")
+        socket_path = self.options.grpc_socket_path
+        if socket_path:
+            # gRPC replaces a stale socket file left by an earlier server.
+            try:
+                bound = self.grpc_server.add_insecure_port(f"unix:{socket_path}")
+            except RuntimeError as error:
+                raise StartupError(
+                    f"Failed to bind gRPC to unix socket {socket_path}: {error}") from None
+            if not bound:
+                raise StartupError(f"Failed to bind gRPC to unix socket {socket_path}")
         self.grpc_server.start()
         logger.info("Running gRPC ModelServer at %s:%d ...", self.options.host, self.grpc_port)
+        if socket_path:
+            logger.info("Running gRPC ModelServer at UNIX socket %s ...", socket_path)
 
     def _start_rest(self):
         port = self.options.rest_api_port

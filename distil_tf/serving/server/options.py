@@ -26,7 +26,6 @@ DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 # Flags of the real binary (model_servers/main.cc) that change nothing here:
 # accepted so that a docker command line runs unchanged, ignored with a warning.
 IGNORED_FLAGS = (
-    "grpc_socket_path",
     "grpc_channel_arguments",
     "grpc_max_threads",
     "rest_api_num_threads",
@@ -45,6 +44,8 @@ IGNORED_FLAGS = (
     "flush_filesystem_caches",
     "enable_signature_method_name_check",
     "xla_cpu_compilation_enabled",
+    # The TF profiler's gRPC service lives in TF's C++ runtime; Python cannot
+    # register it on this server (see serving/README.md).
     "enable_profiler",
     "enable_grpc_healthcheck_service",
     "enable_serialization_as_tensor_content",
@@ -90,6 +91,7 @@ class ServerOptions:
         load_retry_interval_micros: int. Wait between attempts.
         allow_version_labels_for_unavailable_models: bool.
         grpc_max_threads: int. gRPC worker threads.
+        grpc_socket_path: str or None. Also serve gRPC on this Unix socket.
     """
 
     port: int = 8500
@@ -108,6 +110,7 @@ class ServerOptions:
     load_retry_interval_micros: int = 60 * 1000 * 1000
     allow_version_labels_for_unavailable_models: bool = False
     grpc_max_threads: int = 16
+    grpc_socket_path: str = None
 
     @property
     def prometheus_path(self):
@@ -159,6 +162,19 @@ def validate_model_server_config(config):
                 f"Illegal to list model {model.name} multiple times in config list"
             )
         seen.add(model.name)
+        # server_core.cc GetPlatform: the deprecated model_type may stand in
+        # for model_platform, but setting both is refused.
+        if model.model_type != model_server_config_pb2.MODEL_TYPE_UNSPECIFIED:
+            if model.model_platform:
+                raise ConfigError(
+                    "Illegal setting both ModelServerConfig::model_type (deprecated) "
+                    "and ModelServerConfig::model_platform, model name is "
+                    f"{model.name}"
+                )
+            if model.model_type != model_server_config_pb2.TENSORFLOW:
+                raise ConfigError(
+                    f"ModelServerConfig::model_type choice {model.model_type} not supported."
+                )
         if model.model_platform not in ("", "tensorflow"):
             raise ConfigError(
                 f"Model {model.name} requested unsupported platform "
@@ -169,7 +185,8 @@ def validate_model_server_config(config):
         if not os.path.isabs(model.base_path):
             raise ConfigError(
                 f"Model {model.name} base_path must be an absolute path, "
-                f"got {model.base_path!r}"
+                f"got {model.base_path!r} (TF Serving's rule too: pass "
+                f"{os.path.abspath(model.base_path)!r}, e.g. --model_base_path=$PWD/...)"
             )
         policy = model.model_version_policy
         if policy.WhichOneof("policy_choice") == "latest" and (
@@ -285,6 +302,8 @@ def build_flag_parser():
     add("--allow_version_labels_for_unavailable_models", type=_bool_flag,
         nargs="?", const=True, default=False)
     add("--grpc_max_threads", type=int, default=16)
+    add("--grpc_socket_path", default="",
+        help="also serve gRPC on this Unix domain socket (unix:PATH)")
     return parser
 
 
@@ -353,4 +372,5 @@ def parse_flags(argv):
             known.allow_version_labels_for_unavailable_models
         ),
         grpc_max_threads=known.grpc_max_threads,
+        grpc_socket_path=known.grpc_socket_path or None,
     )

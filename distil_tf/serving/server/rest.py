@@ -6,11 +6,13 @@ the model call dominates the cost anyway.
 """
 
 import concurrent.futures
+import dataclasses
 import http.server
 import json
 import logging
 import re
 import time
+import urllib.parse
 
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
@@ -18,28 +20,79 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_pb2
 
 from distil_tf.serving.server import json_tensor
+from distil_tf.serving.server.json_document import debug_string
+from distil_tf.serving.server.json_document import parse_json
 from distil_tf.serving.server.status import ServingError
 
 logger = logging.getLogger(__name__)
 
-# http_rest_api_util.cc's two regexes (case-insensitive).
+# http_rest_api_util.cc's two regexes (case-insensitive, matched against the
+# raw path; names and labels are percent-decoded afterwards, so a model name
+# may contain "/" or ":" written as %2F or %3A). Versions are ASCII digits.
 _POST_PATH = re.compile(
-    r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(classify|regress|predict)$",
+    r"/v1/models/([^/:]+)(?:/versions/([0-9]+)|/labels/([^/:]+))?:(classify|regress|predict)",
     re.IGNORECASE,
 )
 _GET_PATH = re.compile(
-    r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?(/metadata)?$",
+    r"/v1/models(?:/([^/:]+))?(?:/versions/([0-9]+)|/labels/([^/:]+))?(?:/(metadata))?",
     re.IGNORECASE,
 )
+# http_rest_api_handler.h kPathRegex: only these paths reach the API handler;
+# anything else is an unknown resource (404), as in TF Serving's HTTP server.
+_API_PATH = re.compile(r"/v1/", re.IGNORECASE)
+_INT64_MAX = 2**63 - 1
 
 
-def _model_spec(name, version, label):
-    spec = model_pb2.ModelSpec(name=name)
-    if version is not None:
-        spec.version.value = int(version)
-    elif label is not None:
-        spec.version_label = label
-    return spec
+@dataclasses.dataclass
+class _Route:
+    """A parsed API path (http_rest_api_util.cc ParseModelInfo)."""
+
+    method: str
+    model_name: str
+    version: int = None
+    label: str = None
+    verb: str = ""  # classify / regress / predict (POST)
+    metadata: bool = False  # GET .../metadata
+
+    @property
+    def api(self):
+        if self.method == "POST":
+            return self.verb
+        return "get_model_metadata" if self.metadata else "get_model_status"
+
+    def model_spec(self):
+        spec = model_pb2.ModelSpec(name=self.model_name)
+        if self.version is not None:
+            spec.version.value = self.version
+        elif self.label is not None:
+            spec.version_label = self.label
+        return spec
+
+
+def parse_route(method, path):
+    """(method, path) -> `_Route`, or ServingError with TF Serving's message."""
+    pattern = {"POST": _POST_PATH, "GET": _GET_PATH}.get(method)
+    match = pattern.fullmatch(path) if pattern else None
+    if not match:
+        raise ServingError("INVALID_ARGUMENT", f"Malformed request: {method} {path}")
+    name, version_text, label = match.group(1), match.group(2), match.group(3)
+    route = _Route(method=method, model_name=urllib.parse.unquote(name or ""))
+    if version_text is not None:
+        version = int(version_text)
+        if version > _INT64_MAX:  # absl::SimpleAtoi into an int64 fails.
+            raise ServingError(
+                "INVALID_ARGUMENT", f"Failed to convert version: {version_text} to numeric."
+            )
+        route.version = version
+    if label is not None:
+        route.label = urllib.parse.unquote(label)
+    if method == "POST":
+        route.verb = match.group(4).lower()
+    else:
+        route.metadata = match.group(4) is not None
+    if not route.model_name:  # Only GET /v1/models[/metadata] gets here.
+        raise ServingError("INVALID_ARGUMENT", "Missing model name in request.")
+    return route
 
 
 def _proto_json(message):
@@ -84,16 +137,11 @@ class RestApi:
         started = time.monotonic()
         api, model_name, version = "rest", "", ""
         try:
-            post = _POST_PATH.match(path) if method == "POST" else None
-            get = _GET_PATH.match(path) if method == "GET" else None
-            if post:
-                model_name, api = post.group(1), post.group(4).lower()
-            elif get:
-                model_name = get.group(1)
-                api = "get_model_metadata" if get.group(4) else "get_model_status"
-            else:
-                raise ServingError("INVALID_ARGUMENT", f"Malformed request: {method} {path}")
-            future = self._executor.submit(self._dispatch, post, get, body)
+            if not _API_PATH.match(path):
+                raise ServingError("NOT_FOUND", f"Not found: {method} {path}")
+            route = parse_route(method, path)
+            api, model_name = route.api, route.model_name
+            future = self._executor.submit(self._dispatch, route, body)
             try:
                 version, text = future.result(timeout=self.timeout_seconds)
             except concurrent.futures.TimeoutError:
@@ -114,28 +162,28 @@ class RestApi:
                     model_name, version, api, "REST", status_name, time.monotonic() - started
                 )
 
-    def _dispatch(self, post, get, body):
-        if get:
-            spec = _model_spec(get.group(1), get.group(2), get.group(3))
-            if get.group(4):
+    def _dispatch(self, route, body):
+        spec = route.model_spec()
+        if route.method == "GET":
+            if route.metadata:
                 return self._metadata(spec)
             request = get_model_status_pb2.GetModelStatusRequest(model_spec=spec)
             return "", json.dumps(_proto_json(self.core.get_model_status(request)))
-        spec = _model_spec(post.group(1), post.group(2), post.group(3))
-        try:
-            document = json.loads(body)
-        except (ValueError, RecursionError) as error:  # Includes bad UTF-8.
-            raise ServingError("INVALID_ARGUMENT", f"JSON Parse error: {error}") from None
+        # json_tensor.cc ParseJson + FillSignature, shared by every POST.
+        document = parse_json(body)
         if not isinstance(document, dict):
-            raise ServingError("INVALID_ARGUMENT", "Expecting a JSON object as the request body")
+            raise ServingError("INVALID_ARGUMENT", f"JSON Value: {debug_string(document)} Is not object")
         signature_name = document.get("signature_name", "")
         if not isinstance(signature_name, str):
-            raise ServingError("INVALID_ARGUMENT", "'signature_name' key must be a string value.")
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f"JSON Value: {debug_string(document)} not formatted correctly. "
+                "'signature_name' key must be a string value.",
+            )
         spec.signature_name = signature_name
-        verb = post.group(4).lower()
-        if verb == "predict":
+        if route.verb == "predict":
             return self._predict(spec, document)
-        return self._classify_or_regress(spec, document, verb)
+        return self._classify_or_regress(spec, document, route.verb)
 
     def _metadata(self, spec):
         request = get_model_metadata_pb2.GetModelMetadataRequest(model_spec=spec)
@@ -159,28 +207,36 @@ class RestApi:
                 "INVALID_ARGUMENT", f'Serving signature name: "{name}" not found in signature def'
             )
         signature = servable.signatures[name]
+        if not signature.input_names:
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f"Failed to get input map for signature: {spec.signature_name or 'DEFAULT'}",
+            )
         has_instances, has_inputs = "instances" in document, "inputs" in document
         if has_instances and has_inputs:
             raise ServingError(
                 "INVALID_ARGUMENT",
-                "JSON Value: request body is ambiguous: expecting only one of "
-                "'inputs' or 'instances' keys to exist",
+                f"JSON Value: {debug_string(document)} Not formatted correctly expecting "
+                "only one of 'inputs' or 'instances' keys to exist ",
             )
-        if not has_instances and not has_inputs:
-            raise ServingError("INVALID_ARGUMENT", "Missing 'inputs' or 'instances' key")
         if has_instances:
-            inputs = json_tensor.instances_to_arrays(document["instances"], signature)
-        else:
+            inputs = json_tensor.instances_to_arrays(document, signature)
+        elif has_inputs:
             inputs = json_tensor.inputs_to_arrays(document["inputs"], signature)
+        else:
+            raise ServingError("INVALID_ARGUMENT", "Missing 'inputs' or 'instances' key")
         servable, signature, outputs = self.core.predict_arrays(
             spec, inputs, timeout=self.timeout_seconds, servable=servable, signature=signature
         )
-        return str(servable.version), json_tensor.predictions_json(outputs, has_instances)
+        text = json_tensor.predictions_json(outputs, has_instances, signature.output_dtypes)
+        return str(servable.version), text
 
     def _classify_or_regress(self, spec, document, verb):
+        # The whole request is read before the model is looked up, as in
+        # FillClassificationRequestFromJson + Classify.
+        input_proto = json_tensor.examples_to_input(document)
         servable = self.core.manager.get_servable(spec)
         signature = servable.inference_signature(spec.signature_name)
-        input_proto = json_tensor.examples_to_input(document)
         if verb == "classify":
             result = self.core.classify_result(signature, input_proto, self.timeout_seconds)
             return str(servable.version), json_tensor.classification_results_json(result)
