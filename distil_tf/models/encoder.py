@@ -5,6 +5,8 @@ import keras_hub
 from keras import ops
 from keras_hub.src.utils.keras_utils import gelu_approximate
 
+from distil_tf.models import pooling as pooling_lib
+
 ARCHITECTURES = ("bert", "distilbert")
 ACTIVATIONS = {"gelu": keras.activations.gelu, "gelu_approximate": gelu_approximate}
 
@@ -53,6 +55,14 @@ class Encoder(keras.Model):
         num_segments: int. Token types (BERT only).
         hidden_activation: str. "gelu" (exact) or "gelu_approximate" (tanh).
         mlm_head: bool. Build the masked-LM head.
+        pooling: str or None. How the checkpoint turns a sequence into one
+            vector: "cls_pooler" (BERT's tanh pooler), "cls" or "mean" (over
+            non-pad tokens); None when the checkpoint does not say. Read from
+            sentence-transformers' `1_Pooling/config.json` when loading;
+            task heads and embedding exports use it (see
+            `distil_tf.models.pooling`).
+        normalize_embeddings: bool. The checkpoint's embeddings are L2
+            normalized (sentence-transformers' `Normalize` module).
         dtype: dtype policy name, e.g. "mixed_bfloat16".
 
     Call inputs: a dict with `token_ids` and `padding_mask`, int32
@@ -87,6 +97,8 @@ class Encoder(keras.Model):
         num_segments=2,
         hidden_activation="gelu",
         mlm_head=True,
+        pooling=None,
+        normalize_embeddings=False,
         dtype=None,
         **kwargs,
     ):
@@ -98,6 +110,7 @@ class Encoder(keras.Model):
             raise ValueError(
                 f"hidden_dim {hidden_dim} is not divisible by num_heads {num_heads}"
             )
+        pooling_lib.validate_pooling(pooling, architecture)
         super().__init__(dtype=dtype, **kwargs)
 
         # === Layers ===
@@ -163,6 +176,8 @@ class Encoder(keras.Model):
         self.num_segments = num_segments
         self.hidden_activation = hidden_activation
         self.has_mlm_head = bool(mlm_head)
+        self.pooling = pooling
+        self.normalize_embeddings = bool(normalize_embeddings)
 
     def backbone_inputs(self, inputs):
         """The backbone's input dict; BERT gets zero segment ids when absent."""
@@ -188,6 +203,33 @@ class Encoder(keras.Model):
         if self.mlm_head is not None:
             outputs["mlm_logits"] = self.mlm_logits(sequence_output)
         return outputs
+
+    def embed(self, inputs, pooling=None, normalize=None, training=False):
+        """Sentence embeddings, float32 `[batch, hidden]`.
+
+        Args:
+            inputs: `token_ids`, `padding_mask` (+ `segment_ids`) `[batch, seq]`.
+            pooling: str or None. Default: the encoder's `pooling`.
+            normalize: bool or None. L2-normalize; default `normalize_embeddings`.
+
+        Raises:
+            ValueError: no pooling given and none recorded for the encoder.
+        """
+        pooling = pooling_lib.validate_pooling(pooling or self.pooling, self.architecture)
+        if pooling is None:
+            raise ValueError(
+                "this encoder has no known pooling (its checkpoint has no sentence-transformers "
+                "1_Pooling/config.json and no trained BERT pooler); choose one of "
+                f"{', '.join(pooling_lib.POOLINGS)}"
+            )
+        # The backbone alone: no [batch, seq, vocab] MLM logits for an embedding.
+        sequence_output = self.hidden_states_model(self.backbone_inputs(inputs), training=training)[-1]
+        pooled = pooling_lib.pool(
+            sequence_output, inputs["padding_mask"], pooling,
+            pooler_dense=self.backbone.pooled_dense if self.architecture == "bert" else None,
+        )
+        normalize = self.normalize_embeddings if normalize is None else normalize
+        return pooling_lib.l2_normalize(pooled) if normalize else ops.cast(pooled, "float32")
 
     def mlm_logits(self, sequence_output, positions=None):
         """MLM logits `[batch, positions, vocab]`; every position by default."""
@@ -233,6 +275,8 @@ class Encoder(keras.Model):
             "num_segments": self.num_segments,
             "hidden_activation": self.hidden_activation,
             "mlm_head": self.has_mlm_head,
+            "pooling": self.pooling,
+            "normalize_embeddings": self.normalize_embeddings,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
 

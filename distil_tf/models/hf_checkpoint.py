@@ -7,6 +7,12 @@ pooler; distillation needs the teacher's MLM logits, so this module maps every
 tensor itself. Keys are accepted with or without the `bert.` / `distilbert.`
 prefix (a bare `BertModel` such as all-MiniLM-L6-v2 has none).
 
+Pooling comes from the checkpoint too (`sentence_transformers_pooling`):
+sentence-transformers directories list their modules in `modules.json`
+(`Pooling` with its `1_Pooling/config.json`, optionally `Normalize`); a BERT
+checkpoint without them pools with its trained NSP pooler; any other
+(`BertForMaskedLM` without pooler weights, DistilBERT) records none.
+
 Hugging Face stores Linear weights as `[out, in]`; Keras Dense kernels are
 `[in, out]`, and keras-hub's attention keeps per-head kernels `[hidden, heads,
 head_dim]` (query/key/value) and `[heads, head_dim, hidden]` (output).
@@ -17,11 +23,23 @@ import pathlib
 
 import numpy as np
 
+from distil_tf.models import pooling as pooling_lib
 from distil_tf.models.encoder import Encoder
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
+SENTENCE_TRANSFORMERS_MODULES_FILE = "modules.json"
+SENTENCE_TRANSFORMERS_POOLING_DIR = "1_Pooling"
+_POOLING_MODULE = "sentence_transformers.models.Pooling"
+_NORMALIZE_MODULE = "sentence_transformers.models.Normalize"
+# sentence-transformers' Pooling config keys -> our pooling names. Modes we
+# cannot reproduce are listed so that the error names them.
+_POOLING_MODES = {"pooling_mode_cls_token": pooling_lib.CLS, "pooling_mode_mean_tokens": pooling_lib.MEAN}
+_UNSUPPORTED_POOLING_MODES = (
+    "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken",
+)
 
 _HF_ACTIVATIONS = {
     "gelu": "gelu",
@@ -92,6 +110,52 @@ def encoder_config_from_hf(config, directory="."):
         f"{directory}/{CONFIG_FILE}: model_type '{model_type}' is not supported "
         "(expected 'bert' or 'distilbert')"
     )
+
+
+def _read_json(path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not readable JSON ({error})") from None
+
+
+def sentence_transformers_pooling(directory):
+    """`(pooling, normalize)` of a sentence-transformers directory, `(None, False)` otherwise.
+
+    Reads `modules.json` (the `Pooling` module's folder and whether a
+    `Normalize` module follows it); without `modules.json`, a bare
+    `1_Pooling/config.json` still counts (normalization then unknown: off).
+
+    Raises:
+        ValueError: a pooling mode we cannot reproduce (max, sqrt-length mean,
+            weighted mean, last token, or several modes concatenated).
+    """
+    directory = pathlib.Path(directory)
+    modules_path = directory / SENTENCE_TRANSFORMERS_MODULES_FILE
+    pooling_dir, normalize = None, False
+    if modules_path.is_file():
+        modules = _read_json(modules_path)
+        if not isinstance(modules, list):
+            raise ValueError(f"{modules_path}: expected a list of modules")
+        for module in modules:
+            module_type = str(module.get("type", ""))
+            if module_type == _POOLING_MODULE:
+                pooling_dir = directory / module.get("path", SENTENCE_TRANSFORMERS_POOLING_DIR)
+            elif module_type == _NORMALIZE_MODULE:
+                normalize = True
+    elif (directory / SENTENCE_TRANSFORMERS_POOLING_DIR / CONFIG_FILE).is_file():
+        pooling_dir = directory / SENTENCE_TRANSFORMERS_POOLING_DIR
+    if pooling_dir is None:
+        return None, False
+    config_path = pooling_dir / CONFIG_FILE
+    config = _read_json(config_path)
+    modes = [name for name in (*_POOLING_MODES, *_UNSUPPORTED_POOLING_MODES) if config.get(name)]
+    if len(modes) != 1 or modes[0] not in _POOLING_MODES:
+        raise ValueError(
+            f"{config_path}: pooling {' + '.join(modes) or '(none set)'} is not supported; "
+            f"distil-tf pools with exactly one of {', '.join(_POOLING_MODES)}"
+        )
+    return _POOLING_MODES[modes[0]], normalize
 
 
 def read_safetensors(directory):
@@ -277,7 +341,9 @@ def load_hf_encoder(directory, dtype=None):
 
     Returns:
         An `Encoder` with the checkpoint's weights, with an MLM head exactly
-        when the checkpoint has one (`BertForMaskedLM`, `DistilBertForMaskedLM`).
+        when the checkpoint has one (`BertForMaskedLM`, `DistilBertForMaskedLM`),
+        and the checkpoint's pooling (`sentence_transformers_pooling`, else
+        "cls_pooler" for a BERT with pooler weights, else None).
     """
     directory = pathlib.Path(directory)
     config = json.loads((directory / CONFIG_FILE).read_text())
@@ -288,6 +354,14 @@ def load_hf_encoder(directory, dtype=None):
     else:
         prefix, head_key = "distilbert.", "vocab_projector.bias"
     encoder_config["mlm_head"] = head_key in tensors
+    pooling, normalize = sentence_transformers_pooling(directory)
+    if pooling is None and encoder_config["architecture"] == "bert" and any(
+        name in tensors for name in ("pooler.dense.weight", prefix + "pooler.dense.weight")
+    ):
+        # A trained NSP pooler is the checkpoint's own sentence vector.
+        pooling = pooling_lib.CLS_POOLER
+    encoder_config["pooling"] = pooling
+    encoder_config["normalize_embeddings"] = normalize
     encoder = Encoder(dtype=dtype, **encoder_config)
     encoder(encoder.dummy_inputs())
     state = _StateDict(tensors, prefix, f"{directory}/{WEIGHTS_FILE}")

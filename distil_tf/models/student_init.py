@@ -14,10 +14,17 @@ makes the student's embeddings equal the teacher's for those inputs, and a
 student that keeps all teacher layers then reproduces the teacher exactly.
 The position table (not the word table) absorbs it because the word table is
 tied to the MLM decoder.
+
+The student keeps the teacher's pooling ("mean" or "cls", and its L2
+normalization), so that its task heads and embedding exports pool the way
+the teacher was trained to. BERT's tanh pooler is the exception: a DistilBERT
+student has no pooler layer, so it records no pooling and its task heads use
+DistilBERT's [CLS] head.
 """
 
 import numpy as np
 
+from distil_tf.models import pooling as pooling_lib
 from distil_tf.models.encoder import Encoder
 
 # The released DistilBERT's map for a 12-layer teacher and a 6-layer student.
@@ -64,8 +71,16 @@ def validate_layer_map(layer_map, teacher_layers):
     return layer_map
 
 
-def student_config(teacher, num_layers, dropout=None):
-    """The DistilBERT config of a student of a teacher: same widths, fewer layers."""
+def student_pooling(pooling):
+    """The student's pooling for a teacher pooling `pooling` (None for BERT's pooler)."""
+    return None if pooling == pooling_lib.CLS_POOLER else pooling
+
+
+def student_config(teacher, num_layers, dropout=None, pooling=None):
+    """The DistilBERT config of a student of a teacher: same widths, fewer layers.
+
+    `pooling` overrides the teacher encoder's (a task model's head pooling).
+    """
     return dict(
         architecture="distilbert",
         vocabulary_size=teacher.vocabulary_size,
@@ -77,11 +92,13 @@ def student_config(teacher, num_layers, dropout=None):
         max_sequence_length=teacher.max_sequence_length,
         hidden_activation=teacher.hidden_activation,
         mlm_head=teacher.has_mlm_head,
+        pooling=student_pooling(pooling or teacher.pooling),
+        normalize_embeddings=teacher.normalize_embeddings,
     )
 
 
 def init_student_from_teacher(
-    teacher, layer_map=None, num_layers=None, fold_token_type=True, random_init=False
+    teacher, layer_map=None, num_layers=None, fold_token_type=True, random_init=False, pooling=None
 ):
     """A DistilBERT `Encoder` built from a teacher `Encoder`.
 
@@ -94,6 +111,8 @@ def init_student_from_teacher(
             embeddings (see the module docstring).
         random_init: build the student with random weights instead (the
             paper's Table 4 ablation); the map only sets the depth.
+        pooling: str or None. The teacher's pooling when it is not the
+            encoder's own (a task model's head); None: `teacher.pooling`.
 
     Returns:
         `(student, layer_map)`.
@@ -103,7 +122,7 @@ def init_student_from_teacher(
             num_layers = (teacher.num_layers + 1) // 2
         layer_map = default_layer_map(teacher.num_layers, num_layers)
     layer_map = validate_layer_map(layer_map, teacher.num_layers)
-    student = Encoder(**student_config(teacher, len(layer_map)))
+    student = Encoder(**student_config(teacher, len(layer_map), pooling=pooling))
     student(student.dummy_inputs())
     if random_init:
         return student, layer_map
@@ -153,6 +172,7 @@ def write_student(
 
     check_output_available(out, overwrite)  # before the (slow) teacher load
     teacher, tokenizer = load_model_and_tokenizer(teacher_source)
+    head_pooling = getattr(teacher, "pooling", None) if hasattr(teacher, "encoder") else None
     if getattr(teacher, "encoder", None) is not None:
         teacher = teacher.encoder  # a fine-tuned task model: take its encoder
     student, layer_map = init_student_from_teacher(
@@ -161,6 +181,7 @@ def write_student(
         num_layers=num_layers,
         fold_token_type=fold_token_type,
         random_init=random_init,
+        pooling=head_pooling,
     )
     provenance = {
         "kind": "student",

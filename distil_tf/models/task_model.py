@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from distil_tf.models.distributed_build import DistributedBuildMixin
+from distil_tf.models import pooling as pooling_lib
 from distil_tf.models.encoder import Encoder
 
 HEAD_TYPES = ("classification", "regression", "span")
@@ -17,12 +18,18 @@ class TaskModel(DistributedBuildMixin, keras.Model):
     """An `Encoder` with a task head, as Hugging Face builds them.
 
     Heads follow the reference implementations, per architecture:
-    - classification / regression, BERT: pooler (tanh, pretrained) -> dropout
-      -> Dense(K) (`BertForSequenceClassification`);
-    - classification / regression, DistilBERT: [CLS] -> Dense(hidden, relu)
-      -> dropout (0.2, `seq_classif_dropout`) -> Dense(K)
-      (`DistilBertForSequenceClassification`);
+    - classification / regression, BERT: pooled vector -> dropout -> Dense(K)
+      (`BertForSequenceClassification`, whose pooled vector is the tanh pooler);
+    - classification / regression, DistilBERT: pooled vector -> Dense(hidden,
+      relu) -> dropout (0.2, `seq_classif_dropout`) -> Dense(K)
+      (`DistilBertForSequenceClassification`, which pools with [CLS]);
     - span: dropout -> Dense(2) on every position (`*ForQuestionAnswering`).
+
+    The pooled vector is the checkpoint's own pooling when it records one
+    (`encoder.pooling`: "mean" for sentence-transformers models such as
+    all-MiniLM-L6-v2, whose pooler was never trained), else the reference
+    head's ("cls_pooler" for BERT, "cls" for DistilBERT); see
+    `distil_tf.models.pooling`.
 
     Args:
         encoder: `Encoder` or its config dict.
@@ -33,6 +40,9 @@ class TaskModel(DistributedBuildMixin, keras.Model):
         label_names: list of str. Class names in label-id order.
         classifier_dropout: float. Dropout before the output layer; default
             0.1 for BERT and span heads, 0.2 for DistilBERT classifiers.
+        pooling: str or None. "cls_pooler", "cls" or "mean" (classification
+            and regression); None: the encoder's recorded pooling, else the
+            architecture's reference head. Recorded resolved in the config.
 
     Call inputs: `token_ids`, `padding_mask` (+ `segment_ids`), `[batch, seq]`.
 
@@ -51,6 +61,7 @@ class TaskModel(DistributedBuildMixin, keras.Model):
         task_name=None,
         label_names=None,
         classifier_dropout=None,
+        pooling=None,
         **kwargs,
     ):
         if head_type not in HEAD_TYPES:
@@ -59,6 +70,11 @@ class TaskModel(DistributedBuildMixin, keras.Model):
             raise ValueError(f"a classification head needs num_classes >= 2, got {num_classes}")
         if isinstance(encoder, dict):
             encoder = keras.saving.deserialize_keras_object(encoder)
+        if head_type == "span":
+            pooling = None  # span heads read every position
+        else:
+            pooling = pooling or encoder.pooling or pooling_lib.default_head_pooling(encoder.architecture)
+            pooling_lib.validate_pooling(pooling, encoder.architecture)
         super().__init__(dtype=encoder.dtype_policy, **kwargs)
         dtype = encoder.dtype_policy
 
@@ -86,6 +102,7 @@ class TaskModel(DistributedBuildMixin, keras.Model):
         self.task_name = task_name
         self.label_names = list(label_names) if label_names is not None else None
         self.classifier_dropout = classifier_dropout
+        self.pooling = pooling
 
     def call(self, inputs, training=None):
         encoded = self.encoder(inputs, training=training)
@@ -97,10 +114,12 @@ class TaskModel(DistributedBuildMixin, keras.Model):
                 "start_logits": logits[..., 0] + padding,
                 "end_logits": logits[..., 1] + padding,
             }
-        if self.encoder.architecture == "bert":
+        if self.pooling == pooling_lib.CLS_POOLER:
             x = encoded["pooled_output"]
         else:
-            x = self.pre_classifier(encoded["sequence_output"][:, 0, :])
+            x = pooling_lib.pool(encoded["sequence_output"], inputs["padding_mask"], self.pooling)
+        if self.pre_classifier is not None:
+            x = self.pre_classifier(x)
         x = self.classifier_dropout_layer(x, training=training)
         logits = ops.cast(self.classifier(x), "float32")
         if self.head_type == "regression":
@@ -131,6 +150,7 @@ class TaskModel(DistributedBuildMixin, keras.Model):
             "task_name": self.task_name,
             "label_names": self.label_names,
             "classifier_dropout": self.classifier_dropout,
+            "pooling": self.pooling,
         }
 
     @classmethod
