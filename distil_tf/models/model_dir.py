@@ -24,6 +24,7 @@ import keras
 
 from distil_tf.models import hf_checkpoint, keras_hub_preset
 from distil_tf.models.encoder import Encoder
+from distil_tf.run_dir import resolve_model_path
 from distil_tf.text import load_tokenizer, save_tokenizer
 
 CONFIG_FILE = "config.json"
@@ -164,7 +165,9 @@ def load_model(path, dtype=None):
 
     Args:
         path: a distil-tf model directory (written by `init-student`,
-            `distill`, `finetune`...), a Hugging Face BERT/DistilBERT directory
+            `distill`, `finetune`...), a run directory of `finetune`,
+            `distill` or `distill-task` (its final model; see
+            `distil_tf.run_dir`), a Hugging Face BERT/DistilBERT directory
             (`config.json` + `model.safetensors` [+ `vocab.txt`]), a local
             keras-hub preset directory, or a keras-hub preset name such as
             `bert_base_en_uncased` (downloads; needs a network).
@@ -175,6 +178,7 @@ def load_model(path, dtype=None):
         `[batch, seq, hidden]`, `hidden_states`, `mlm_logits`
         `[batch, seq, vocab]` when it has an MLM head), or a task model.
     """
+    path = resolve_model_path(path)
     path_obj = pathlib.Path(path)
     if path_obj.is_dir():
         if is_model_directory(path_obj):
@@ -185,7 +189,7 @@ def load_model(path, dtype=None):
             return keras_hub_preset.load_preset_encoder(str(path_obj), dtype=dtype)
         raise ValueError(
             f"no model in {path}: expected config.json from distil-tf, Hugging Face "
-            "or keras-hub"
+            "or keras-hub, or run.json of a distil-tf run"
         )
     if path_obj.exists():
         raise ValueError(f"{path} is a file; pass the model's directory")
@@ -196,12 +200,14 @@ def load_model(path, dtype=None):
 
 def describe_model(path):
     """Provenance of a model directory (empty for external checkpoints)."""
+    path = resolve_model_path(path)
     if is_model_directory(path):
         return read_model_config(path).get("provenance", {})
     return {}
 
 
 def load_model_and_tokenizer(path, dtype=None):
+    path = resolve_model_path(path)
     model = load_model(path, dtype=dtype)
     tokenizer = keras_hub_preset.load_preset_tokenizer(path) if not pathlib.Path(path).exists() else load_tokenizer(path)
     if tokenizer.vocabulary_size() != _vocabulary_size(model):

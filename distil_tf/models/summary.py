@@ -1,6 +1,7 @@
 """Human-readable facts about a model: architecture, sizes, where it came from."""
 
 from distil_tf.models.model_dir import describe_model, load_model
+from distil_tf.run_dir import read_run, resolve_model_path
 
 
 def parameter_counts(encoder):
@@ -38,12 +39,17 @@ def _size(shape):
 
 def summarize(path):
     """A multi-line description of the model at `path`."""
-    model = load_model(path)
+    resolved = resolve_model_path(path)
+    model = load_model(resolved)
     encoder = getattr(model, "encoder", model)
     counts = parameter_counts(encoder)
-    provenance = describe_model(path)
-    lines = [
-        f"model:          {path}",
+    provenance = describe_model(resolved)
+    lines = [f"model:          {path}"]
+    if str(resolved) != str(path):
+        run = read_run(path)
+        lines = [f"model:          {resolved} (final model of the {run.get('command', '')} run {path}, "
+                 f"{run.get('status', 'unknown')})"]
+    lines += [
         f"architecture:   {encoder.architecture} ({'DistilBERT student' if encoder.architecture == 'distilbert' else 'BERT'})",
         f"layers:         {encoder.num_layers}",
         f"hidden size:    {encoder.hidden_dim}  heads: {encoder.num_heads}  "

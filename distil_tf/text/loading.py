@@ -8,6 +8,7 @@ with `transformers.BertTokenizer.from_pretrained`.
 import json
 import pathlib
 
+from distil_tf.run_dir import resolve_model_path
 from distil_tf.text.bert_word_piece_tokenizer import BertWordPieceTokenizer
 
 VOCAB_FILE = "vocab.txt"
@@ -59,7 +60,7 @@ def load_tokenizer(path, lowercase=None):
     """Load the WordPiece tokenizer of a model directory or a `vocab.txt`.
 
     Args:
-        path: a distil-tf model directory, a Hugging Face model directory
+        path: a distil-tf model or run directory, a Hugging Face model directory
             (`vocab.txt` + `tokenizer_config.json`), a keras-hub preset
             directory, or a `vocab.txt` file.
         lowercase: bool or None. Overrides the casing found on disk; with a bare
@@ -69,7 +70,7 @@ def load_tokenizer(path, lowercase=None):
         A `BertWordPieceTokenizer`. Called on a list of strings it returns
         their WordPiece ids without special tokens, `[batch, None]`.
     """
-    path = pathlib.Path(path)
+    path = pathlib.Path(resolve_model_path(path))
     if not path.exists():
         raise ValueError(f"no tokenizer at {path}: the path does not exist")
     if path.is_file():

@@ -17,6 +17,7 @@ import typing
 import numpy as np
 
 from distil_tf import config as config_lib
+from distil_tf import run_dir
 from distil_tf.training.optimization import OptimizerConfig, build_optimizer
 from distil_tf.training.runtime import RuntimeConfig, is_chief, setup_runtime
 
@@ -196,6 +197,8 @@ def run_distillation(config, callbacks=()):
     student_dir = out_dir / "student"
     out_dir.mkdir(parents=True, exist_ok=True)
     config_lib.save_config(config, out_dir)
+    if is_chief():
+        run_dir.mark_run_started(out_dir, "distill")
 
     strategy = setup_runtime(config.runtime)
     try:
@@ -268,5 +271,7 @@ def _run(config, strategy, out_dir, student_dir, callbacks):
         # The float32 copy: a run under a mixed policy still writes float32
         # weights (Keras keeps float32 variables), loadable anywhere.
         save_model(distiller.student, student_dir, tokenizer, provenance=provenance, overwrite=True)
+        run_dir.mark_model_saved(out_dir, student_dir)
         (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        run_dir.mark_run_finished(out_dir)
     return summary

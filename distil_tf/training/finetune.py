@@ -27,6 +27,7 @@ import time
 import typing
 
 from distil_tf import config as config_lib
+from distil_tf.run_dir import mark_model_saved, mark_run_finished, mark_run_started, resolve_model_path
 from distil_tf.training.optimization import OptimizerConfig, build_optimizer
 from distil_tf.training.runtime import RuntimeConfig, is_chief, setup_runtime
 
@@ -148,7 +149,7 @@ def _sequence_length(spec, data_config):
 
 
 def _vocab_path(model_path):
-    path = pathlib.Path(model_path) / "vocab.txt"
+    path = pathlib.Path(resolve_model_path(model_path)) / "vocab.txt"
     if not path.is_file():
         raise ValueError(f"{model_path} has no vocab.txt (SQuAD features need the WordPiece vocabulary file)")
     return path
@@ -280,12 +281,21 @@ def _run_provenance(config, run, steps):
     }
 
 
+def _start_run(config, out_dir, command):
+    """Write the run's config and its run.json marker ("running", no final model yet)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_lib.save_config(config, out_dir)
+    if is_chief():
+        mark_run_started(out_dir, command)
+
+
 def _finish(config, run, model, tokenizer, out_dir, model_dir, provenance, steps, result, seconds, vocab_path):
     from distil_tf.models import save_model
 
     # Saved before scoring: a failing evaluation must not lose the training.
     if is_chief():
         save_model(model, model_dir, tokenizer, provenance=provenance, overwrite=True)
+        mark_model_saved(out_dir, model_dir)
     options = _evaluation_options(config, run.sequence_length)
     evaluation = evaluate_on_splits(
         model, tokenizer, run.spec, run.source, run.eval_splits, options, vocab_path,
@@ -303,6 +313,7 @@ def _finish(config, run, model, tokenizer, out_dir, model_dir, provenance, steps
     }
     if is_chief():
         (out_dir / METRICS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        mark_run_finished(out_dir)
     return summary
 
 
@@ -338,8 +349,7 @@ def run_finetune(config):
             base, tokenizer = _load(config.model, config.runtime.precision)
         vocab_path = _vocab_path(config.model) if spec.head_type == "span" else None
         run = _TaskRun(config, tokenizer, vocab_path)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        config_lib.save_config(config, out_dir)
+        _start_run(config, out_dir, "finetune")
         steps = run.steps(config)
         with strategy.scope():
             model = build_task_model(base, spec)
@@ -408,8 +418,7 @@ def run_task_distillation(config):
         check_model_matches_task(teacher, spec, config.teacher)
         vocab_path = _vocab_path(config.teacher) if spec.head_type == "span" else None
         run = _TaskRun(config, tokenizer, vocab_path)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        config_lib.save_config(config, out_dir)
+        _start_run(config, out_dir, "distill-task")
         steps = run.steps(config)
         with strategy.scope():
             student, layer_map = build_student(config, teacher, tokenizer, spec)

@@ -129,6 +129,56 @@ def test_distill_task_classification_from_a_student_dir(tmp_path, sst2_run, data
     assert load_model(tmp_path / "d" / "student").task_name == "glue/sst2"
 
 
+def test_run_directories_stand_for_their_final_model(tmp_path, sst2_run, data_dir, capsys):
+    code, stdout, stderr = _run(capsys, "info", sst2_run)
+    assert code == 0, stderr
+    assert f"model:          {sst2_run / 'model'} (final model of the finetune run {sst2_run}, finished)" in stdout
+    code, stdout, stderr = _run(capsys, "evaluate", "--task", "glue/sst2", "--model", sst2_run,
+                                "--data-dir", data_dir / "glue", "--json")
+    assert code == 0, stderr
+    by_run = json.loads(stdout[stdout.index("{"):])["validation"]
+    code, stdout, _ = _run(capsys, "evaluate", "--task", "glue/sst2", "--model", sst2_run / "model",
+                           "--data-dir", data_dir / "glue", "--json")
+    assert by_run == json.loads(stdout[stdout.index("{"):])["validation"]
+    # distill-task: the teacher as a run directory, then its own run directory as a model.
+    code, _, stderr = _run(capsys, "distill-task", "--task", "glue/sst2", "--teacher", sst2_run, "--student", "1",
+                           "--out", tmp_path / "d", "--data-dir", data_dir / "glue", *TRAIN_FLAGS)
+    assert code == 0, stderr
+    assert json.loads((tmp_path / "d" / "run.json").read_text())["distil_tf_run"] == {
+        "format_version": 1, "command": "distill-task", "status": "finished", "final_model": "student"}
+    direct, via_run = load_model(tmp_path / "d" / "student"), load_model(tmp_path / "d")
+    assert via_run.task_name == "glue/sst2" and via_run.encoder.num_layers == 1
+    for a, b in zip(direct.get_weights(), via_run.get_weights()):
+        assert (a == b).all()
+    # ... and as the student of a further distill-task run.
+    code, _, stderr = _run(capsys, "distill-task", "--task", "glue/sst2", "--teacher", sst2_run,
+                           "--student", tmp_path / "d", "--out", tmp_path / "d2", "--data-dir", data_dir / "glue",
+                           *TRAIN_FLAGS)
+    assert code == 0, stderr
+
+
+def test_unfinished_and_broken_run_directories(tmp_path, sst2_run, data_dir, capsys):
+    from distil_tf import run_dir
+
+    run_dir.mark_run_started(tmp_path / "busy", "finetune")
+    code, _, stderr = _run(capsys, "evaluate", "--task", "glue/sst2", "--model", tmp_path / "busy",
+                           "--data-dir", data_dir / "glue")
+    assert code == 2
+    assert stderr.strip() == (f"distil-tf: error: {tmp_path / 'busy'} is a finetune run in progress (or stopped) "
+                              "with no final model yet: resume it with the same command")
+    import shutil
+
+    shutil.copytree(sst2_run, tmp_path / "copy")
+    shutil.rmtree(tmp_path / "copy" / "model")
+    code, _, stderr = _run(capsys, "info", tmp_path / "copy")
+    assert code == 2 and len(stderr.strip().splitlines()) == 1
+    assert f"final model {tmp_path / 'copy' / 'model'} is missing" in stderr
+    (tmp_path / "neither").mkdir()
+    code, _, stderr = _run(capsys, "export", "--model", tmp_path / "neither", "--out", tmp_path / "export")
+    assert code == 2 and "no model in" in stderr and "run.json of a distil-tf run" in stderr
+    assert not (tmp_path / "export").exists()
+
+
 def _empty_sst2(root):
     (root / "SST-2").mkdir(parents=True)
     (root / "SST-2" / "train.tsv").write_text("sentence\tlabel\n")
@@ -172,3 +222,11 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys, sst2_
     assert len(lines) == 1 and lines[0].startswith("distil-tf: error: ")
     assert message.format(**values) in lines[0]
     assert not (tmp_path / "o" / "model").exists()
+
+
+def test_data_environment_without_the_family_folder(tmp_path, sst2_run, capsys, monkeypatch):
+    monkeypatch.setenv("DISTIL_TF_DATA", str(tmp_path))
+    code, _, stderr = _run(capsys, "evaluate", "--task", "glue/sst2", "--model", sst2_run)
+    assert code == 2
+    assert stderr.strip() == (f"distil-tf: error: $DISTIL_TF_DATA={tmp_path} has no glue/ folder (expected "
+                              f"{tmp_path}/glue/SST-2/train.tsv); fix it, pass --data-dir, or unset it to read tfds")
