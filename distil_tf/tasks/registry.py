@@ -247,9 +247,10 @@ _TASKS = (
         is_pair=False,
         metric_names=("accuracy",),
         primary_metric="accuracy",
-        # The local `dev.tsv` is a 10% sample of IMDb train (see DATA.md); the
-        # paper's Table 2 number is accuracy on the 25k test reviews.
-        local_files=types.MappingProxyType({"validation": "dev.tsv"}),
+        # Local IMDb-format TSVs (header `text\tlabel`), each split optional.
+        # The shared `dev.tsv` is a 10% sample of IMDb train (see DATA.md);
+        # the paper's Table 2 number is accuracy on the 25k test reviews.
+        local_files=types.MappingProxyType({"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}),
         tfds_name="imdb_reviews",
         tfds_splits=types.MappingProxyType({"train": "train", "test": "test"}),
         evaluation_splits=("test",),

@@ -5,7 +5,8 @@ Where the data comes from, in order:
    (`<glue_dir>/SST-2/train.tsv`, `<squad_dir>/dev-v1.1.json`,
    `<imdb_dir>/dev.tsv`); a directory holding the family folder (`glue/`,
    `squad/`, `imdb/`) is accepted too;
-2. `$DISTIL_TF_DATA/<family>` when that directory exists;
+2. `$DISTIL_TF_DATA/<family>` when the variable is set (an error when that
+   folder is missing);
 3. tensorflow-datasets (needs a network or a prepared tfds cache).
 
 Batches are `(features, labels)`: features `{"token_ids", "segment_ids",
@@ -71,8 +72,16 @@ def resolve_source(spec, data_dir=None):
             path = family_dir
         return DataSource(str(path))
     root = os.environ.get(DATA_ENVIRONMENT_VARIABLE)
-    if root and (pathlib.Path(root) / spec.family).is_dir():
-        return DataSource(str(pathlib.Path(root) / spec.family))
+    if root:
+        # Set by the user: a wrong value is an error, not a silent switch to tfds.
+        family_dir = pathlib.Path(root) / spec.family
+        if not family_dir.is_dir():
+            raise ValueError(
+                f"${DATA_ENVIRONMENT_VARIABLE}={root} has no {spec.family}/ folder (expected "
+                f"{family_dir / next(iter(spec.local_files.values()))}); fix it, pass --data-dir, "
+                "or unset it to read tfds"
+            )
+        return DataSource(str(family_dir))
     return DataSource(None)
 
 
@@ -83,9 +92,9 @@ def normalize_split(split):
 def evaluation_splits(spec, source, split=None):
     """The splits to score: `split` (MNLI's "dev" means both), else the task's own.
 
-    A local directory only has some splits (IMDb's is a 10% `validation`
-    sample of train): the task's evaluation splits it lacks fall back to
-    `validation`.
+    A local directory may hold only some splits (the shared IMDb folder has
+    only `dev.tsv`, a 10% `validation` sample of train): the task's
+    evaluation splits whose files it lacks fall back to `validation`.
     """
     if split is not None:
         if spec.name == "glue/mnli" and split in ("dev", "validation"):
@@ -93,9 +102,22 @@ def evaluation_splits(spec, source, split=None):
         return [normalize_split(split)]
     splits = list(spec.evaluation_splits)
     if source.directory is not None:
-        available = [name for name in splits if name in spec.local_files]
+        available = [name for name in splits if name in local_splits(spec, source)]
         splits = available or ["validation"]
     return splits
+
+
+def local_splits(spec, source):
+    """The splits whose files exist in `source`'s local directory, in the registry's order."""
+    return [split for split, name in spec.local_files.items()
+            if os.path.isfile(os.path.join(source.directory, name))]
+
+
+def _missing_file_message(spec, split, source):
+    expected = ", ".join(spec.local_files.values())
+    found = ", ".join(spec.local_files[name] for name in local_splits(spec, source)) or "none of them"
+    return (f"{os.path.join(source.directory, spec.local_file(split))}: file not found; the {spec.name} "
+            f"folder holds {expected} (found: {found})")
 
 
 def read_split(spec, split, source):
@@ -116,9 +138,11 @@ def read_split(spec, split, source):
             return glue.read_glue_tsv(spec, split, source.directory)
         if spec.family == "imdb":
             if not os.path.isfile(path):
-                raise FileNotFoundError(f"{path}: file not found; pass the IMDb folder holding {spec.local_file(split)}")
+                raise FileNotFoundError(_missing_file_message(spec, split, source))
             examples = imdb.read_imdb_tsv(path)
         else:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(_missing_file_message(spec, split, source))
             examples = squad.read_squad_json(path)
         if not examples:
             raise ValueError(f"{path}: no examples in split '{split}' of '{spec.name}'")

@@ -72,3 +72,40 @@ def test_text_batches_have_dict_labels_and_trimmed_length(tiny_vocab_file):
     make = task_inputs.train_dataset_factory(spec, examples, tokenizer, 64, seed=1, trim=False)
     features, _ = next(iter(make(None, 2)))
     assert features["token_ids"].shape == (2, 64)
+
+
+def test_imdb_reads_every_local_split_it_finds(tmp_path):
+    spec = registry.get_task("imdb")
+    source = task_inputs.DataSource(str(tmp_path))
+    header = "text\tlabel\n"
+    (tmp_path / "dev.tsv").write_text(header + "a fine film<br />truly\t1\n")
+    assert task_inputs.local_splits(spec, source) == ["validation"]
+    # Only dev.tsv: the test split it lacks falls back to validation.
+    assert task_inputs.evaluation_splits(spec, source) == ["validation"]
+    with pytest.raises(FileNotFoundError) as error:
+        task_inputs.read_split(spec, "train", source)
+    assert str(error.value) == (f"{tmp_path / 'train.tsv'}: file not found; the imdb folder holds "
+                                "train.tsv, dev.tsv, test.tsv (found: dev.tsv)")
+    (tmp_path / "train.tsv").write_text(header + "dull\t0\ngreat\t1\n")
+    (tmp_path / "test.tsv").write_text(header + "boring\t0\nfun\t1\nok\t1\n")
+    assert task_inputs.local_splits(spec, source) == ["train", "validation", "test"]
+    assert task_inputs.evaluation_splits(spec, source) == ["test"]
+    assert [e.label for e in task_inputs.read_split(spec, "train", source)] == [0, 1]
+    assert [e.label for e in task_inputs.read_split(spec, "test", source)] == [0, 1, 1]
+    assert [e.label for e in task_inputs.read_split(spec, "dev", source)] == [1]
+
+
+def test_squad_names_the_expected_files(tmp_path):
+    spec = registry.get_task("squad/v1.1")
+    with pytest.raises(FileNotFoundError, match=r"train-v1.1.json: file not found; the squad/v1.1 folder "
+                                                r"holds train-v1.1.json, dev-v1.1.json \(found: none of them\)"):
+        task_inputs.read_split(spec, "train", task_inputs.DataSource(str(tmp_path)))
+
+
+def test_environment_without_the_family_folder_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTIL_TF_DATA", str(tmp_path))
+    with pytest.raises(ValueError) as error:
+        task_inputs.resolve_source(registry.get_task("glue/sst2"))
+    assert str(error.value) == (f"$DISTIL_TF_DATA={tmp_path} has no glue/ folder (expected "
+                                f"{tmp_path / 'glue' / 'SST-2/train.tsv'}); fix it, pass --data-dir, "
+                                "or unset it to read tfds")
