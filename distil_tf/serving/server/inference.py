@@ -388,8 +388,8 @@ class InferenceCore:
         if request.config.WhichOneof("config") != "model_config_list":
             raise ServingError(
                 "INVALID_ARGUMENT",
-                "ServerCore is configured to use a model_config_list; "
-                "HandleReloadConfigRequest accepts only a model_config_list",
+                "ServerModelConfig type not supported by HandleReloadConfigRequest."
+                " Only ModelConfigList is currently supported",
             )
         self.manager.apply_config(request.config)
         # `metric_names` (metrics in the response) is not supported; the
