@@ -1266,3 +1266,39 @@ def test_assign_label_to_unavailable_version(core, models):
     assert code == grpc.StatusCode.FAILED_PRECONDITION
     assert "not currently available for inference" in details
     assert served_version(allowed, label="A") == VERSION  # The old labels stand.
+
+
+# --- Bad input in general ------------------------------------------------------------------
+
+_DEEP = b"[" * 100_000 + b"1" + b"]" * 100_000
+
+
+@pytest.mark.parametrize("path, raw", [
+    ("/v1/models/json:predict", b'{"signature_name": "int32", "instances": ' + _DEEP + b"}"),
+    ("/v1/models/json:predict", b'{"signature_name": "int32", "inputs": ' + _DEEP + b"}"),
+    ("/v1/models/json:predict", b'{"signature_name": "int32", "instances": [' + b"1," * 10 + b"]}"),
+    ("/v1/models/json:predict", b'{"signature_name": "int32", "instances": [1e400]}'),
+    ("/v1/models/json:predict", b'{"signature_name": "int32", "instances": [9223372036854775808]}'),
+    ("/v1/models/json:predict", b'{"signature_name": "string", "instances": [{"b64": 5}]}'),
+    ("/v1/models/json:predict", b'{"signature_name": "string", "inputs": {"b64": "%%%"}}'),
+    ("/v1/models/json:predict", b'{"signature_name": "four_types", "instances": [1, 2]}'),
+    ("/v1/models/json:predict", b'{"signature_name": "four_types", "inputs": [1, 2]}'),
+    ("/v1/models/json:predict", b'{"signature_name": "int_str", "instances": [{"int_tensor": 1, "x": 2}]}'),
+    ("/v1/models/json:predict", b'{"instances": [1], "signature_name": null}'),
+    ("/v1/models/json:predict", b'{"instances": [1]}'),  # No serving_default in `json`.
+    ("/v1/models/json:classify", b'{"examples": [{"x": ' + _DEEP + b"}]}"),
+    ("/v1/models/json:classify", b'{"examples": [{"x": 1e400}]}'),
+    ("/v1/models/json:regress", b'{"signature_name": "int32", "examples": [{"x": 1}]}'),
+    ("/v1/models/default:classify", b'{"signature_name": "serving_default", "examples": [{}]}'),
+    ("/v1/models/default:predict", b'{"instances": [[1.0], [[2.0]]]}'),
+    ("/v1/models/default:predict", b"\xff\xfe{}"),
+    ("/v1/models/default:predict", b"   "),
+    (f"/v1/models/{'%FF' * 3}:predict", b'{"instances": [1.0]}'),
+    (f"/v1/models/default/versions/{'9' * 40}", None),
+])
+def test_bad_input_gets_a_client_error_and_the_server_lives(server, path, raw):
+    """Everything above is bad input: TF Serving's 4xx, never a 500."""
+    status, document, ctype = rest(server, path, raw=raw)
+    assert 400 <= status < 500 and set(document) == {"error"}, (status, document)
+    assert ctype == "application/json"
+    assert_serving(server)

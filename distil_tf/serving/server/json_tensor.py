@@ -145,8 +145,36 @@ def fill_values(value, shape, dtype, out):
                 f"Encountered list at unexpected size: {len(item)} at level: "
                 f"{level} expected size: {shape[level]}"
             )
+        if level == rank - 1 and _extend_leaves(item, dtype, out):
+            continue
         # Reversed, so that values come off the stack in document order.
         stack.extend((child, level + 1) for child in reversed(item))
+
+
+def _extend_leaves(values, dtype, out):
+    """Fast path for an innermost list whose values all have the right JSON
+    type (the common case: token ids, floats, texts). Returns False to let
+    the per-value path find and report the offending value."""
+    kinds = {type(value) for value in values}
+    if dtype in _INT_RANGES:
+        if kinds <= {int} and values:
+            low, high = _INT_RANGES[dtype]
+            if low <= min(values) and max(values) <= high:
+                out.extend(values)
+                return True
+        return False
+    if dtype in _FLOAT_TYPES:
+        if kinds <= {int, float}:
+            out.extend(values)
+            return True
+        return False
+    if dtype == tf.string and kinds <= {str}:
+        out.extend(value.encode("utf-8", errors="surrogatepass") for value in values)
+        return True
+    if dtype == tf.bool and kinds <= {bool}:
+        out.extend(values)
+        return True
+    return False
 
 
 def _to_array(flat, shape, dtype):
