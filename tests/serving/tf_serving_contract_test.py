@@ -12,10 +12,15 @@ are asserted where TF Serving's tests assert them. One server is shared by
 the cases that share one in TF Serving (its RunServer caches servers by
 flags; the C++ fixtures share one ServerCore per suite).
 
-Ported: 112 cases (typed C++ cases count once per request type); run here:
-29 from tensorflow_model_server_test.py, 9 http_rest_api_handler_test,
-2 http_rest_api_util_test, 39 json_tensor_test, 19 server_core_test,
-5 get_model_status_impl_test (a few cases are grouped into one test function).
+TF Serving cases (a typed C++ case counts once per request type): 119;
+ported 100, skipped 19.
+- tensorflow_model_server_test.py: 26 of 30.
+- http_rest_api_handler_test.cc: 9 of 9; http_rest_api_util_test.cc: 2 of 2.
+- json_tensor_test.cc: 40 of 41.
+- server_core_test.cc: 18 of 31; get_model_status_impl_test.cc: 5 of 6.
+Several cases are grouped into one test function where they share a setup;
+each test names the cases it ports. The last test is not TF Serving's: a
+battery of malformed requests that must get a 4xx, never a 500.
 
 Skipped, with why:
 - tensorflow_model_server_test.py
@@ -28,14 +33,14 @@ Skipped, with why:
     service is not offered (serving/README.md says why).
   - _TestBadModel is a helper, not a case (no test prefix); the bad-model
     behaviour is covered by the ErroringModel port.
-- http_rest_api_handler_test.cc GetModelMetadata and the REST metadata case
-  compare against a JSON file of TF Serving's test data; the port checks the
-  same structure on the re-created model, not the file's bytes.
 - json_tensor_test.cc
-  - FromJsonSingleTensorErrors "empty tensor map" and JsonFromResultErrors:
-    not reachable over REST (a SavedModel signature has outputs; empty
-    example lists are refused before a result exists). The other two errors of
-    FromJsonSingleTensorErrors are ported.
+  - JsonFromResultErrors: not reachable over REST (an empty example list is
+    refused before any result exists).
+- Ported in part: FromJsonSingleTensorErrors without its "empty tensor map"
+  error (a SavedModel signature always has outputs); GetModelMetadata
+  (handler) and testGetModelMetadataREST compare against JSON files of TF
+  Serving's test data, so the ports check the same structure on the
+  re-created models instead of the files' bytes.
 - server_core_test.cc
   - PreLoadHook, RequestLoggingOff/On, ModelSpecOverride (get_model_status):
     C++ hooks and APIs with no flag or RPC.
@@ -83,6 +88,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from distil_tf.serving.server import ConfigError
 from distil_tf.serving.server import ModelServer
+from distil_tf.serving.server import ServerOptions
 from distil_tf.serving.server import StartupError
 from distil_tf.serving.server import parse_flags
 from distil_tf.serving.server import pick_free_port
@@ -1064,7 +1070,6 @@ def core(models):
         settings = dict(port=0, rest_api_port=0, model_server_config=config,
                         file_system_poll_wait_seconds=0.2, max_num_load_retries=0)
         settings.update(overrides)
-        from distil_tf.serving.server import ServerOptions
         running = ModelServer(ServerOptions(**settings)).start()
         channel = grpc.insecure_channel(running.grpc_target)
         running.models = model_service_pb2_grpc.ModelServiceStub(channel)
@@ -1167,10 +1172,10 @@ def test_erroring_model(core, models):
     available" and the version ends in END with its error; a reload that adds
     such a model fails with "1 model(s) did not become available"."""
     bad = ("bad", models["bad_half_plus_two"], None, None)
-    server = ModelServer(_options(core_config(bad)))
+    failing = ModelServer(_options(core_config(bad)))
     with pytest.raises(StartupError, match="1 servable\\(s\\) did not become available"):
-        server.start()
-    (record,) = server.manager.version_records("bad")
+        failing.start()
+    (record,) = failing.manager.version_records("bad")
     assert record.state == State.END and record.error is not None
     running = core(core_config(("half_plus_two", models["saved_model_half_plus_two_cpu"], None, None)))
     code, details = reload_error(running, core_config(
@@ -1181,8 +1186,6 @@ def test_erroring_model(core, models):
 
 
 def _options(config):
-    from distil_tf.serving.server import ServerOptions
-
     return ServerOptions(port=0, rest_api_port=0, model_server_config=config,
                          file_system_poll_wait_seconds=0, max_num_load_retries=0)
 

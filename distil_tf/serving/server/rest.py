@@ -172,7 +172,9 @@ class RestApi:
         # json_tensor.cc ParseJson + FillSignature, shared by every POST.
         document = parse_json(body)
         if not isinstance(document, dict):
-            raise ServingError("INVALID_ARGUMENT", f"JSON Value: {debug_string(document)} Is not object")
+            raise ServingError(
+                "INVALID_ARGUMENT", f"JSON Value: {debug_string(document)} Is not object"
+            )
         signature_name = document.get("signature_name", "")
         if not isinstance(signature_name, str):
             raise ServingError(
