@@ -356,24 +356,45 @@ def write_keras_sequential(base_path):
 
 def write_tf_text_regression(base_path):
     """tf_text_regression: uses a tensorflow_text op inside the graph;
-    y = 0.5 * x + number of whitespace tokens in "hello world" (2)."""
-    import tensorflow_text as text
+    y = 0.5 * x + number of whitespace tokens in "hello world" (2).
 
-    class TextModel(tf.Module):
-        def __init__(self):
-            super().__init__()
-            self.tokenizer = text.WhitespaceTokenizer()
+    The op is saved from a subprocess, so that this test process has not
+    registered tf-text's ops before the server loads the model: the server
+    must register them itself, as the stock binary links them in.
+    """
+    import subprocess
+    import sys
 
-        @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="x")])
-        def serve(self, x):
-            tokens = self.tokenizer.tokenize(tf.constant(["hello world"]))
-            count = tf.cast(tokens.row_lengths()[0], tf.float32)
-            return {"y": 0.5 * x + count}
+    os.makedirs(base_path, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".tmp-", dir=base_path)
+    subprocess.run([sys.executable, "-c", _TF_TEXT_MODEL_SCRIPT, staging], check=True,
+                   capture_output=True, timeout=300)
+    target = os.path.join(base_path, f"{HALF_PLUS_VERSION:08d}")
+    os.rename(staging, target)
+    return target
 
-    model = TextModel()
-    return _publish(base_path, HALF_PLUS_VERSION,
-                    lambda path: tf.saved_model.save(model, path,
-                                                      signatures={"serving_default": model.serve}))
+
+_TF_TEXT_MODEL_SCRIPT = """
+import sys
+import tensorflow as tf
+import tensorflow_text as text
+
+
+class TextModel(tf.Module):
+    def __init__(self):
+        super().__init__()
+        self.tokenizer = text.WhitespaceTokenizer()
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="x")])
+    def serve(self, x):
+        tokens = self.tokenizer.tokenize(tf.constant(["hello world"]))
+        count = tf.cast(tokens.row_lengths()[0], tf.float32)
+        return {"y": 0.5 * x + count}
+
+
+model = TextModel()
+tf.saved_model.save(model, sys.argv[1], signatures={"serving_default": model.serve})
+"""
 
 
 def write_bad_model(base_path):

@@ -110,6 +110,20 @@ class Signature:
         return {alias: tensor.numpy() for alias, tensor in outputs.items()}
 
 
+def register_text_ops():
+    """Registers tensorflow_text's ops, if it is installed.
+
+    The stock tensorflow_model_server links tf-text's ops_lib in
+    (SUPPORTED_TENSORFLOW_OPS), so a SavedModel that tokenizes in its graph
+    loads there; importing the package gives this server the same ops.
+    Without it such a model fails to load with TF's "Op type not registered".
+    """
+    try:
+        import tensorflow_text  # noqa: F401 (imported for its op registrations)
+    except ImportError:
+        pass
+
+
 class Servable:
     """A loaded `base_path/<version>/` SavedModel.
 
@@ -124,6 +138,7 @@ class Servable:
         self.version = int(version)
         self.path = path
         self.signature_defs = self._read_signature_defs(path)
+        register_text_ops()
         self.loaded = tf.saved_model.load(path, tags=[SERVING_TAG])
         self.signatures = {}
         for name, signature_def in self.signature_defs.items():
