@@ -7,7 +7,9 @@ given. A masked LM needs two things they cannot express: a per-token weight
 and a mean over the selected rows rather than over all of them. These
 subclasses keep the Keras interface (`compute_loss(teacher_outputs,
 student_outputs)`, config round trips, temperature validation) and take the
-weights as a keyword argument, which `Distiller.compute_loss` passes.
+weights as a keyword argument, which `Distiller.compute_loss` passes, and
+optionally `denominator`, the global weight sum of a whole accumulated update
+(`distil_tf.distillation.losses._weighted_mean`).
 """
 
 import keras
@@ -28,12 +30,12 @@ class WeightedLogitsDistillation(keras.distillation.LogitsDistillation):
         super().__init__(temperature=temperature, loss="kl_divergence")
         self.output_key = output_key
 
-    def compute_loss(self, teacher_outputs, student_outputs, weights=None, **kwargs):
+    def compute_loss(self, teacher_outputs, student_outputs, weights=None, denominator=None, **kwargs):
         teacher_logits = teacher_outputs[self.output_key]
         student_logits = student_outputs[self.output_key]
         if weights is None:
             weights = keras.ops.ones(keras.ops.shape(student_logits)[:-1])
-        return losses.soft_target_kl(teacher_logits, student_logits, self.temperature, weights)
+        return losses.soft_target_kl(teacher_logits, student_logits, self.temperature, weights, denominator)
 
     def get_config(self):
         return {"temperature": self.temperature, "output_key": self.output_key}
@@ -68,13 +70,14 @@ class HiddenStateCosineDistillation(keras.distillation.FeatureDistillation):
     def validate_outputs(self, teacher_outputs, student_outputs):
         return None
 
-    def compute_loss(self, teacher_outputs, student_outputs, weights=None, **kwargs):
+    def compute_loss(self, teacher_outputs, student_outputs, weights=None, denominator=None, **kwargs):
         total = 0.0
         for student_index, teacher_index in self.layer_pairs:
             total += losses.hidden_state_cosine(
                 teacher_outputs["hidden_states"][teacher_index],
                 student_outputs["hidden_states"][student_index],
                 weights,
+                denominator,
             )
         return total / len(self.layer_pairs)
 
@@ -89,9 +92,9 @@ class LogitsMSEDistillation(keras.distillation.LogitsDistillation):
         super().__init__(temperature=1.0, loss="mean_squared_error")
         self.output_key = output_key
 
-    def compute_loss(self, teacher_outputs, student_outputs, weights=None, **kwargs):
+    def compute_loss(self, teacher_outputs, student_outputs, weights=None, denominator=None, **kwargs):
         return losses.logits_mse(
-            teacher_outputs[self.output_key], student_outputs[self.output_key], weights
+            teacher_outputs[self.output_key], student_outputs[self.output_key], weights, denominator
         )
 
     def get_config(self):

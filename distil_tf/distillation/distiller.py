@@ -119,40 +119,71 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         ]
         return inherited + list(self.term_trackers.values()) + [self.tokens_tracker]
 
-    def loss_terms(self, inputs, student_outputs, training=False):
-        """Each loss term (unweighted), float32 scalars, as a dict."""
+    def _term_weights(self, inputs):
+        """Per-token weights `[batch, seq]` of each term, and their normalizer names."""
+        padding = ops.cast(inputs["padding_mask"], "float32")
+        selected = ops.cast(ops.not_equal(inputs["mlm_labels"], losses.IGNORE_LABEL), "float32")
+        if self.restrict_ce_to_mask:
+            ce = (selected, "selected")
+        else:
+            ce = (padding, "padding")
+        return {"ce": ce, "mlm": (selected, "selected"), "cos": (padding, "padding"), "mse": ce}
+
+    def loss_normalizers(self, x, y=None):
+        """This replica's real and MLM-selected token counts (train-step hook)."""
+        weights = self._term_weights(x)
+        return {"padding": ops.sum(weights["cos"][0]), "selected": ops.sum(weights["mlm"][0])}
+
+    def loss_terms(self, inputs, student_outputs, training=False, normalizers=None):
+        """Each loss term (unweighted), float32 scalars, as a dict.
+
+        Args:
+            inputs: the batch dict, `[batch, seq]` tensors.
+            student_outputs: the student's output dict.
+            training: unused (the student's mode is the caller's).
+            normalizers: optional `{"padding", "selected"}` global token
+                counts of a whole update (`loss_normalizers` summed over
+                replicas); default: each term is the mean over this batch,
+                all-reduced across replicas.
+        """
         teacher_outputs = None
         if self.alpha_ce > 0 or self.alpha_cos > 0 or self.alpha_mse > 0:
             # An MLM-only run (the paper's baseline) skips the teacher's forward pass.
             teacher_outputs = self.teacher(inputs, training=False)
             teacher_outputs = keras.tree.map_structure(ops.stop_gradient, teacher_outputs)
-        padding = ops.cast(inputs["padding_mask"], "float32")
-        labels = inputs["mlm_labels"]
-        selected = ops.cast(ops.not_equal(labels, losses.IGNORE_LABEL), "float32")
-        ce_weights = selected if self.restrict_ce_to_mask else padding
+        weights = self._term_weights(inputs)
+
+        def weight_and_denominator(name):
+            values, normalizer = weights[name]
+            return {"weights": values, "denominator": None if normalizers is None else normalizers[normalizer]}
+
         logits_loss, cosine_loss, mse_loss = self.distillation_losses
         zero = ops.zeros((), "float32")
+        mlm = weight_and_denominator("mlm")
         return {
-            "ce": logits_loss.compute_loss(teacher_outputs, student_outputs, weights=ce_weights)
+            "ce": logits_loss.compute_loss(teacher_outputs, student_outputs, **weight_and_denominator("ce"))
             if self.alpha_ce > 0 else zero,
-            "mlm": losses.masked_lm_cross_entropy(labels, student_outputs["mlm_logits"], selected)
-            if self.alpha_mlm > 0 else zero,
-            "cos": cosine_loss.compute_loss(teacher_outputs, student_outputs, weights=padding)
+            "mlm": losses.masked_lm_cross_entropy(
+                inputs["mlm_labels"], student_outputs["mlm_logits"], mlm["weights"], mlm["denominator"]
+            ) if self.alpha_mlm > 0 else zero,
+            "cos": cosine_loss.compute_loss(teacher_outputs, student_outputs, **weight_and_denominator("cos"))
             if self.alpha_cos > 0 else zero,
-            "mse": mse_loss.compute_loss(teacher_outputs, student_outputs, weights=ce_weights)
+            "mse": mse_loss.compute_loss(teacher_outputs, student_outputs, **weight_and_denominator("mse"))
             if self.alpha_mse > 0 else zero,
         }
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        if y_pred is None:
-            y_pred = self(x, training=training)
-        terms = self.loss_terms(x, y_pred, training=training)
-        total = (
+    def _total(self, terms):
+        return (
             self.alpha_ce * terms["ce"]
             + self.alpha_mlm * terms["mlm"]
             + self.alpha_cos * terms["cos"]
             + self.alpha_mse * terms["mse"]
         )
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if y_pred is None:
+            y_pred = self(x, training=training)
+        terms = self.loss_terms(x, y_pred, training=training)
         # Each term is already this replica's share of the global mean (the
         # losses normalize by the global token count), so replica losses and
         # gradients *sum* to the single-device values: no 1/N scaling here.
@@ -162,7 +193,20 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         for name, value in terms.items():
             self.term_trackers[name].update_state(value * replicas)
         self.tokens_tracker.update_state(ops.sum(ops.cast(x["padding_mask"], "float32")))
-        return total
+        return self._total(terms)
+
+    def micro_batch_loss(self, x, y, y_pred, sample_weight, normalizers):
+        """Train-step hook: this micro-batch's share of the update's loss, and its terms."""
+        terms = self.loss_terms(x, y_pred, training=True, normalizers=normalizers)
+        return self._total(terms), terms
+
+    def record_update(self, x, loss, terms):
+        """Train-step hook: the update's terms (this replica's sums) into the trackers."""
+        super().record_update(x, loss, terms)
+        replicas = num_replicas()
+        for name, value in terms.items():
+            self.term_trackers[name].update_state(value * replicas)
+        self.tokens_tracker.update_state(ops.sum(ops.cast(x["padding_mask"], "float32")))
 
     def get_config(self):
         return {

@@ -3,9 +3,9 @@
 Shapes: logits `[batch, seq, vocab]` (or `[batch, classes]` for task heads),
 hidden states `[batch, seq, hidden]`, weights `[batch, seq]` (or `[batch]`),
 1.0 where a position counts and 0.0 where it does not (padding, or positions
-outside the MLM selection). Every loss is a mean over the weighted positions (of the whole global batch
-under tf.distribute),
-as the original `distiller.py` computes it over the gathered rows, so a
+outside the MLM selection). Every loss is a mean over the weighted positions
+(of the whole global batch under tf.distribute, or of the whole update when
+a train step passes `denominator`), as the original `distiller.py` computes it over the gathered rows, so a
 padding position never contributes, whatever its logits.
 
 All math runs in float32 (vocabulary-sized softmaxes underflow in float16).
@@ -25,21 +25,28 @@ def _global_sum(value):
     return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
-def _weighted_mean(values, weights):
+def _weighted_mean(values, weights, denominator=None):
     """sum(values * weights) / sum(weights), the denominator over all replicas.
 
     Under N replicas each replica returns its share of the *global* mean, so
     the replicas' losses (and gradients) sum to exactly what one device
     computes on the whole batch, even when replicas hold different numbers of
-    real or masked tokens. Costs one scalar all-reduce per loss term.
+    real or masked tokens. Costs one scalar all-reduce per loss term, unless
+    `denominator` (the global weight sum, counted beforehand) is given: a
+    train step that accumulates micro-batches passes the count of the whole
+    update, so the micro-batch losses sum to the update's mean, and no
+    collective runs inside its loop (MirroredStrategy cannot all-reduce
+    inside a `tf.while_loop`).
     """
     weights = ops.cast(weights, "float32")
     total = ops.sum(values * weights)
+    if denominator is None:
+        denominator = _global_sum(ops.sum(weights))
     # max(., 1): an all-zero weight (e.g. no masked token) gives 0, not NaN.
-    return total / ops.maximum(_global_sum(ops.sum(weights)), 1.0)
+    return total / ops.maximum(ops.cast(denominator, "float32"), 1.0)
 
 
-def soft_target_kl(teacher_logits, student_logits, temperature, weights):
+def soft_target_kl(teacher_logits, student_logits, temperature, weights, denominator=None):
     """KL(teacher || student) on temperature-softened distributions, times T^2.
 
     The paper's L_ce: `KLDivLoss(batchmean)(log_softmax(s/T), softmax(t/T)) * T**2`
@@ -51,6 +58,8 @@ def soft_target_kl(teacher_logits, student_logits, temperature, weights):
         student_logits: `[..., vocab]`.
         temperature: float > 0.
         weights: `[...]`, 1.0 for positions that count.
+        denominator: optional float scalar, the global sum of the weights
+            (see `_weighted_mean`); default: all-reduced here.
 
     Returns:
         A float32 scalar.
@@ -63,16 +72,17 @@ def soft_target_kl(teacher_logits, student_logits, temperature, weights):
     per_position = ops.sum(
         teacher_probabilities * (teacher_log_probabilities - student_log_probabilities), axis=-1
     )
-    return _weighted_mean(per_position, weights) * (temperature**2)
+    return _weighted_mean(per_position, weights, denominator) * (temperature**2)
 
 
-def masked_lm_cross_entropy(labels, logits, weights=None):
+def masked_lm_cross_entropy(labels, logits, weights=None, denominator=None):
     """The paper's L_mlm: cross-entropy of the raw student logits on selected positions.
 
     Args:
         labels: int `[batch, seq]`, the original ids; `-100` where not selected.
         logits: `[batch, seq, vocab]`.
         weights: optional `[batch, seq]`; defaults to `labels != -100`.
+        denominator: optional global weight sum (see `_weighted_mean`).
     """
     labels = ops.cast(labels, "int32")
     if weights is None:
@@ -81,10 +91,10 @@ def masked_lm_cross_entropy(labels, logits, weights=None):
     per_position = ops.sparse_categorical_crossentropy(
         safe_labels, ops.cast(logits, "float32"), from_logits=True
     )
-    return _weighted_mean(per_position, weights)
+    return _weighted_mean(per_position, weights, denominator)
 
 
-def hidden_state_cosine(teacher_hidden, student_hidden, weights):
+def hidden_state_cosine(teacher_hidden, student_hidden, weights, denominator=None):
     """The paper's L_cos: mean of 1 - cos(student, teacher) over real positions.
 
     `CosineEmbeddingLoss(target=1)` on the last hidden states in the original.
@@ -98,22 +108,22 @@ def hidden_state_cosine(teacher_hidden, student_hidden, weights):
     # CosineEmbeddingLoss's epsilon (1e-8 on the squared norms): a zero vector
     # gives cos = 0 instead of NaN.
     cosine = dot / ops.maximum(norms, 1e-8)
-    return _weighted_mean(1.0 - cosine, weights)
+    return _weighted_mean(1.0 - cosine, weights, denominator)
 
 
-def logits_mse(teacher_logits, student_logits, weights):
+def logits_mse(teacher_logits, student_logits, weights, denominator=None):
     """Optional L_mse: squared error summed over the vocabulary, mean over rows.
 
     The original's `MSELoss(reduction="sum")(s, t) / n_rows`.
     """
     difference = ops.cast(student_logits, "float32") - ops.cast(teacher_logits, "float32")
     per_position = ops.sum(ops.square(difference), axis=-1)
-    return _weighted_mean(per_position, weights)
+    return _weighted_mean(per_position, weights, denominator)
 
 
-def regression_mse(labels, predictions, weights=None):
+def regression_mse(labels, predictions, weights=None, denominator=None):
     """Mean squared error for regression heads (STS-B), `[batch]`."""
     error = ops.square(ops.cast(predictions, "float32") - ops.cast(labels, "float32"))
     if weights is None:
         weights = ops.ones_like(error)
-    return _weighted_mean(error, weights)
+    return _weighted_mean(error, weights, denominator)

@@ -33,11 +33,38 @@ class RegressionDistillation(keras.distillation.LogitsDistillation):
         super().__init__(temperature=1.0, loss="mean_squared_error")
         self.output_key = output_key
 
-    def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
-        return losses.regression_mse(teacher_outputs[self.output_key], student_outputs[self.output_key])
+    def compute_loss(self, teacher_outputs, student_outputs, denominator=None, **kwargs):
+        return losses.regression_mse(
+            teacher_outputs[self.output_key], student_outputs[self.output_key], denominator=denominator
+        )
 
     def get_config(self):
         return {"output_key": self.output_key}
+
+
+def per_example_supervised_loss(head_type, labels, outputs):
+    """`task_losses.supervised_loss` per example, `[batch]`, before any mean.
+
+    The same definitions (cross-entropy; squared error; the mean of the start
+    and end cross-entropies), kept here so the train step can divide by the
+    update's example count without the all-reduce `task_losses.global_mean`
+    runs (MirroredStrategy cannot all-reduce inside the micro-batch loop).
+    `tests/distillation/test_task_distiller.py` checks that both agree.
+    """
+
+    def cross_entropy(key):
+        return ops.sparse_categorical_crossentropy(
+            ops.cast(labels[key], "int32"), ops.cast(outputs[key], "float32"), from_logits=True
+        )
+
+    if head_type == task_losses.CLASSIFICATION:
+        return cross_entropy("logits")
+    if head_type == task_losses.REGRESSION:
+        return ops.square(ops.cast(outputs["logits"], "float32") - ops.cast(labels["logits"], "float32"))
+    if head_type == task_losses.SPAN:
+        start, end = task_losses.SPAN_KEYS
+        return 0.5 * (cross_entropy(start) + cross_entropy(end))
+    raise ValueError(f"unknown head type '{head_type}'; expected classification, regression or span")
 
 
 def _describe_head(model):
@@ -137,34 +164,61 @@ class TaskDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         inherited = [metric for metric in super().metrics if metric.name != "total_loss"]
         return inherited + [self.tokens_tracker]
 
-    def loss_terms(self, inputs, labels, student_outputs):
-        """`{"distillation": ..., "task": ...}`, unweighted float32 scalars."""
+    def loss_terms(self, inputs, labels, student_outputs, normalizers=None):
+        """`{"distillation": ..., "task": ...}`, unweighted float32 scalars.
+
+        With `normalizers` (`{"examples"}`, the example count of a whole
+        update across replicas, from the train step) each term is this
+        batch's share of the mean over the update, computed without a
+        collective; without, the mean over this batch (all-reduced).
+        """
         teacher_outputs = self.teacher(inputs, training=False)
         teacher_outputs = keras.tree.map_structure(ops.stop_gradient, teacher_outputs)
+        denominator = None if normalizers is None else normalizers["examples"]
         zero = ops.zeros((), "float32")
         distillation = zero
         if self.alpha_ce > 0:
             for loss, weight in zip(self.distillation_losses, self.distillation_loss_weights):
-                distillation = distillation + weight * loss.compute_loss(teacher_outputs, student_outputs)
+                value = loss.compute_loss(teacher_outputs, student_outputs, denominator=denominator)
+                distillation = distillation + weight * value
         task = zero
         if self.alpha_task > 0:
-            task = task_losses.supervised_loss(self.head_type, labels, student_outputs)
+            if denominator is None:
+                task = task_losses.supervised_loss(self.head_type, labels, student_outputs)
+            else:
+                per_example = per_example_supervised_loss(self.head_type, labels, student_outputs)
+                task = ops.sum(per_example) / ops.maximum(denominator, 1.0)
         return {"distillation": distillation, "task": task}
+
+    def _total(self, terms):
+        return self.alpha_ce * terms["distillation"] + self.alpha_task * terms["task"]
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if y_pred is None:
             y_pred = self(x, training=training)
         terms = self.loss_terms(x, y, y_pred)
-        total = self.alpha_ce * terms["distillation"] + self.alpha_task * terms["task"]
-        # Every term is this replica's share of the global-batch mean
-        # (`task_losses.global_mean`, `losses.soft_target_kl`), so replica
-        # losses sum to the single-device loss: no 1/N scaling. Trackers get
-        # the global value (Keras averages them over replicas).
+        self._track(x, terms)
+        return self._total(terms)
+
+    def _track(self, x, terms):
+        # Every term is this replica's share of the global mean (of the batch,
+        # or of the whole update in the train step), so replica losses sum to
+        # the single-device loss: no 1/N scaling. Trackers get the global
+        # value (Keras averages them over replicas).
         replicas = num_replicas()
         self.student_loss_tracker.update_state(terms["task"] * replicas)
         self.distillation_loss_tracker.update_state(terms["distillation"] * replicas)
         self.tokens_tracker.update_state(ops.sum(ops.cast(x["padding_mask"], "float32")))
-        return total
+
+    def micro_batch_loss(self, x, y, y_pred, sample_weight, normalizers):
+        """Train-step hook: this micro-batch's share of the update's loss, and its terms."""
+        terms = self.loss_terms(x, y, y_pred, normalizers=normalizers)
+        return self._total(terms), terms
+
+    def record_update(self, x, loss, terms):
+        """Train-step hook: the update's terms (this replica's sums) into the trackers."""
+        super().record_update(x, loss, terms)
+        self._track(x, terms)
 
     def get_config(self):
         return {

@@ -3,13 +3,18 @@
 import keras
 import tensorflow as tf
 
+from distil_tf.models.train_step import MicroBatchTrainStep
+
 
 def _multi_worker(strategy):
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
-class DistributedBuildMixin:
+class DistributedBuildMixin(MicroBatchTrainStep):
     """Make Keras 3.15 `fit` work under MultiWorkerMirroredStrategy.
+
+    The train step itself is `MicroBatchTrainStep`'s (one update per step,
+    exact under every strategy); this class adds the build and log fixes.
 
     Two Keras 3 bugs with `tf.distribute` collectives (tensorflow#72388):
     - `_maybe_symbolic_build` reduces the first distributed batch with

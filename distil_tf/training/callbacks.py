@@ -33,15 +33,17 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
     written, and the last good checkpoint stays.
     """
 
-    def __init__(self, initial_step=0):
+    def __init__(self, initial_step=0, batches_per_update=1):
         super().__init__()
         self.initial_step = initial_step
+        self.batches_per_update = batches_per_update
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
+            step = self.initial_step + (batch + 1) * self.batches_per_update
             raise NonFiniteLossError(
-                f"the loss became {float(loss)} at step {self.initial_step + batch + 1}; "
+                f"the loss became {float(loss)} at step {step}; "
                 "the last good checkpoint is kept (lower the learning rate or check the data)"
             )
 
@@ -54,23 +56,40 @@ class StepCheckpoint(keras.callbacks.Callback):
     granularity and the driver skips the batches already trained on. Files are
     written under a temporary name and renamed (atomic on POSIX), so a kill
     mid-save leaves the previous checkpoint intact. Only the chief writes.
+
+    Steps count batches; a Keras step is one update of `batches_per_update`
+    batches (gradient accumulation), so a save falls on the first update
+    boundary on or after each multiple of `every`.
     """
 
-    def __init__(self, directory, every, initial_step=0):
+    def __init__(self, directory, every, initial_step=0, batches_per_update=1):
         super().__init__()
         self.directory = pathlib.Path(directory)
         self.every = int(every)
+        self.batches_per_update = int(batches_per_update)
         self.step = int(initial_step)
         self.saved_step = int(initial_step)
 
     @staticmethod
-    def restore(model, directory):
-        """Load the latest checkpoint into `model`; returns its step (0 if none)."""
+    def restore(model, directory, batches_per_update=1):
+        """Load the latest checkpoint into `model`; returns its step in batches (0 if none).
+
+        Raises:
+            ValueError: the checkpoint was written with another gradient
+                accumulation (its batches would not line up with this run's
+                updates).
+        """
         directory = pathlib.Path(directory)
         state_path = directory / STATE_FILE
         if not state_path.is_file():
             return 0
         state = json.loads(state_path.read_text())
+        saved_accumulation = int(state.get("batches_per_update", 1))
+        if saved_accumulation != batches_per_update:
+            raise ValueError(
+                f"{directory} was written with optimizer.gradient_accumulation_steps={saved_accumulation}, "
+                f"this run uses {batches_per_update}: resume with the same setting or use a new --out"
+            )
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         model.load_weights(directory / CHECKPOINT_FILE)
@@ -88,8 +107,8 @@ class StepCheckpoint(keras.callbacks.Callback):
         return int(state["step"])
 
     def on_train_batch_end(self, batch, logs=None):
-        self.step += 1
-        if self.every > 0 and self.step % self.every == 0:
+        previous, self.step = self.step, self.step + self.batches_per_update
+        if self.every > 0 and self.step // self.every > previous // self.every:
             self.save()
 
     def on_train_end(self, logs=None):
@@ -111,7 +130,9 @@ class StepCheckpoint(keras.callbacks.Callback):
         })
         os.replace(random_staging, self.directory / RANDOM_STATE_FILE)
         state_staging = self.directory / f".{STATE_FILE}.tmp"
-        state_staging.write_text(json.dumps({"step": self.step, "time": time.time()}))
+        state_staging.write_text(json.dumps(
+            {"step": self.step, "batches_per_update": self.batches_per_update, "time": time.time()}
+        ))
         os.replace(state_staging, self.directory / STATE_FILE)
 
 

@@ -202,7 +202,10 @@ class _TaskRun:
             return config.steps
         if config.epochs <= 0:
             raise ValueError(f"epochs must be > 0 (or pass --steps), got {config.epochs}")
-        return max(1, math.ceil(config.epochs * len(self.train_items) / config.data.batch_size))
+        steps = max(1, math.ceil(config.epochs * len(self.train_items) / config.data.batch_size))
+        # Whole updates (an explicit --steps must be a multiple; see build_optimizer).
+        accumulation = max(config.optimizer.gradient_accumulation_steps, 1)
+        return accumulation * math.ceil(steps / accumulation)
 
     def data_summary(self, config):
         return {

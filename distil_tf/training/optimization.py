@@ -1,10 +1,18 @@
-"""AdamW with linear warmup and linear decay, clipping and gradient accumulation."""
+"""AdamW with linear warmup and linear decay, clipping and gradient accumulation.
+
+Accumulation and clipping are exact under any tf.distribute strategy: the
+model's train step (`distil_tf.models.train_step`) sums the gradients of
+`gradient_accumulation_steps` micro-batches inside one step, and this
+module's `AdamW` all-reduces that sum, clips its global norm, and updates
+once. N replicas therefore take the step one device takes on the same rows.
+"""
 
 import dataclasses
 import math
 import typing
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 
@@ -20,10 +28,12 @@ class OptimizerConfig:
     epsilon: float = 1e-6
     # Decoupled weight decay; biases and LayerNorm parameters are exempt.
     weight_decay: float = 0.0
-    # Clip the global gradient norm (after accumulation); None to disable.
+    # Clip the global norm of the update's gradient (summed over micro-batches
+    # and replicas); None to disable.
     clip_global_norm: typing.Optional[float] = 5.0
-    # Average the gradients of this many batches per update, so an effective
-    # batch of thousands fits any device (original: 50 x 5 x 8 GPUs).
+    # Batches per update: one update's loss is the mean over this many
+    # batches, so an effective batch of thousands fits any device (original:
+    # 50 x 5 x 8 GPUs). Must divide `steps` (which counts batches).
     gradient_accumulation_steps: int = 1
 
 
@@ -31,10 +41,10 @@ class OptimizerConfig:
 class LinearWarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     """0 -> peak over `warmup_steps` updates, then linearly to 0 at `total_steps`.
 
-    Steps count optimizer *updates*. Keras 3.15 calls a schedule with its raw
-    batch counter even under gradient accumulation (`_iterations`, not the
-    documented `iterations`), so the schedule divides by
-    `batches_per_update` itself.
+    Steps count optimizer *updates*, which is what Keras passes (the
+    optimizer's `iterations`, one per train step, since a train step is one
+    update here). `batches_per_update` divides a batch counter instead; it
+    stays for configs written when Keras counted batches (default 1).
     """
 
     def __init__(self, peak_learning_rate, warmup_steps, total_steps, batches_per_update=1):
@@ -61,8 +71,90 @@ class LinearWarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+class ClipAfterAllReduce:
+    """Optimizer mixin: clip the global norm of the *cross-replica* gradient sum.
+
+    Keras clips in `_backend_apply_gradients`, before `_backend_update_step`
+    all-reduces across replicas, so `global_clipnorm` clips each replica's
+    share: one SGD step (lr 1, clip 1.0) moved the weights by norm 1.000 on
+    one device and 1.388 on two mirrored replicas, in another direction.
+    Here Keras's clipping is off and the clip follows the all-reduce. Mix in
+    before a Keras optimizer class (`AdamW`, `SGD` below).
+
+    Args:
+        clip_global_norm: float or None. Clip the global norm of the summed
+            gradient to this.
+        accumulation_steps: int. Micro-batches per update, read by the
+            model's train step (`distil_tf.models.train_step`); the optimizer
+            itself applies every gradient it is given (Keras's own
+            `gradient_accumulation_steps` stays off).
+        **kwargs: the Keras optimizer's arguments, without Keras's clipping
+            or accumulation.
+    """
+
+    _KERAS_ONLY = ("clipnorm", "clipvalue", "global_clipnorm", "gradient_accumulation_steps")
+
+    def __init__(self, clip_global_norm=None, accumulation_steps=1, **kwargs):
+        for name in self._KERAS_ONLY:
+            if kwargs.pop(name, None) is not None:
+                raise ValueError(f"{name} is Keras's per-replica version; use clip_global_norm / accumulation_steps")
+        super().__init__(**kwargs)
+        if clip_global_norm is not None and clip_global_norm <= 0:
+            raise ValueError(f"clip_global_norm must be > 0 or None, got {clip_global_norm}")
+        if int(accumulation_steps) < 1:
+            raise ValueError(f"gradient_accumulation_steps must be >= 1, got {accumulation_steps}")
+        self.clip_global_norm = clip_global_norm
+        self.accumulation_steps = int(accumulation_steps)
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        # Keras calls this in `_backend_update_step`, right before updating:
+        # the one place where every replica holds the global gradient.
+        grads_and_vars = list(super()._all_reduce_sum_gradients(grads_and_vars))
+        if not self.clip_global_norm:
+            return grads_and_vars
+        grads = [grad for grad, _ in grads_and_vars]
+        # A NaN/inf norm makes every gradient NaN (as Keras's clip does), so
+        # the NaN guard stops the run instead of a silent skip.
+        clipped, _ = tf.clip_by_global_norm(grads, self.clip_global_norm)
+        return [(grad, var) for grad, (_, var) in zip(clipped, grads_and_vars)]
+
+    def get_config(self):
+        config = super().get_config()
+        for name in self._KERAS_ONLY:
+            config.pop(name, None)
+        config.update(clip_global_norm=self.clip_global_norm, accumulation_steps=self.accumulation_steps)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="distil_tf")
+class AdamW(ClipAfterAllReduce, keras.optimizers.AdamW):
+    """`keras.optimizers.AdamW` with `ClipAfterAllReduce`'s exact clipping."""
+
+
+@keras.saving.register_keras_serializable(package="distil_tf")
+class SGD(ClipAfterAllReduce, keras.optimizers.SGD):
+    """`keras.optimizers.SGD` with `ClipAfterAllReduce`'s exact clipping (clipping checks)."""
+
+
+def check_accumulation_divides(steps, accumulation, what="steps"):
+    """Raise unless `accumulation` batches per update divide `steps` batches."""
+    if steps % accumulation:
+        lower = steps - steps % accumulation
+        options = f"{lower} or {lower + accumulation}" if lower else f"{accumulation}"
+        raise ValueError(
+            f"{what}={steps} is not a multiple of optimizer.gradient_accumulation_steps={accumulation}: "
+            f"each update takes {accumulation} batches, so the last {steps % accumulation} would make "
+            f"no full update; use {what}={options}"
+        )
+
+
 def build_optimizer(config, total_batches):
-    """AdamW for a run of `total_batches` batches (updates = batches / accumulation)."""
+    """AdamW for a run of `total_batches` batches (updates = batches / accumulation).
+
+    Raises:
+        ValueError: bad settings, or an accumulation that does not divide
+            `total_batches`.
+    """
     if config.learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {config.learning_rate}")
     if config.gradient_accumulation_steps < 1:
@@ -70,19 +162,19 @@ def build_optimizer(config, total_batches):
             f"gradient_accumulation_steps must be >= 1, got {config.gradient_accumulation_steps}"
         )
     accumulation = config.gradient_accumulation_steps
-    updates = max(math.ceil(total_batches / accumulation), 1)
+    check_accumulation_divides(total_batches, accumulation)
+    updates = max(total_batches // accumulation, 1)
     schedule = LinearWarmupLinearDecay(
-        config.learning_rate, math.ceil(config.warmup_proportion * updates), updates, accumulation
+        config.learning_rate, math.ceil(config.warmup_proportion * updates), updates
     )
-    optimizer = keras.optimizers.AdamW(
+    optimizer = AdamW(
         learning_rate=schedule,
         weight_decay=config.weight_decay,
         beta_1=config.beta_1,
         beta_2=config.beta_2,
         epsilon=config.epsilon,
-        global_clipnorm=config.clip_global_norm,
-        # Keras averages the accumulated gradients, clips, then updates.
-        gradient_accumulation_steps=accumulation if accumulation > 1 else None,
+        clip_global_norm=config.clip_global_norm,
+        accumulation_steps=accumulation,
     )
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return optimizer
