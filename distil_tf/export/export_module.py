@@ -46,6 +46,7 @@ import tensorflow_text as tf_text
 from distil_tf.export import packing, span_decoding
 from distil_tf.export.fused_encoder import FusedEncoder
 from distil_tf.export.inference_options import InferenceOptions, pad_to_bucket, with_compute_dtype
+from distil_tf.models import pooling as pooling_lib
 from distil_tf.models.task_model import PADDING_LOGIT
 from distil_tf.tasks import registry
 
@@ -173,7 +174,9 @@ class ExportModule(tf.Module):
             # The head's layers only: the keras-hub encoder's variables are
             # not saved (the fused copy replaces them; embeddings are shared).
             self.head_layers = {
-                "pooled_dense": model.encoder.backbone.pooled_dense if encoder.architecture == "bert" else None,
+                "pooled_dense": (
+                    model.encoder.backbone.pooled_dense if model.pooling == pooling_lib.CLS_POOLER else None
+                ),
                 "pre_classifier": getattr(model, "pre_classifier", None),
                 "classifier": model.classifier,
             }
@@ -187,6 +190,8 @@ class ExportModule(tf.Module):
         )
         self.tokenizer = tokenizer
         self.head_type = head_type
+        # The head's pooling ("cls_pooler", "cls", "mean"; None for span).
+        self.pooling = model.pooling
         self.task_name = model.task_name
         self.pair = resolve_pair(model.task_name, head_type, pair)
         self.uses_segment_ids = encoder.architecture == "bert"
@@ -234,11 +239,11 @@ class ExportModule(tf.Module):
             logits = classifier(sequence_output)
             padding = tf.cast(tf.equal(inputs["padding_mask"], 0), tf.float32) * PADDING_LOGIT
             return {"start_logits": logits[..., 0] + padding, "end_logits": logits[..., 1] + padding}
-        first_token = sequence_output[:, 0, :]
-        if self.head_layers["pooled_dense"] is not None:
-            features = self.head_layers["pooled_dense"](first_token)
-        else:
-            features = self.head_layers["pre_classifier"](first_token)
+        features = pooling_lib.pool(
+            sequence_output, inputs["padding_mask"], self.pooling, self.head_layers["pooled_dense"]
+        )
+        if self.head_layers["pre_classifier"] is not None:
+            features = self.head_layers["pre_classifier"](features)
         logits = classifier(features)
         return {"logits": logits[:, 0] if self.head_type == REGRESSION else logits}
 

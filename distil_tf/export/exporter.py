@@ -1,4 +1,8 @@
-"""`export_model`: a distil-tf task model directory -> a TF Serving version.
+"""`export_model`: a distil-tf task model or encoder directory -> a TF Serving version.
+
+A task model gets its head's signatures (`ExportModule`); an encoder gets
+sentence-embedding signatures (`EmbeddingExportModule`: text in,
+`embedding` out, pooled the way its checkpoint pools).
 
 Example:
 
@@ -7,12 +11,14 @@ Example:
 >>> #     tensorflow/serving:2.20.0
 """
 
+import json
 import pathlib
 
 import tensorflow as tf
 
 from distil_tf.export import graph_ops, publish
 from distil_tf.export import warmup as warmup_records
+from distil_tf.export.embedding_module import EMBED_IDS_SIGNATURE, EmbeddingExportModule
 from distil_tf.export.export_module import (
     DEFAULT_MAX_ANSWER_LENGTH,
     DEFAULT_MAX_SEQUENCE_LENGTH,
@@ -20,7 +26,12 @@ from distil_tf.export.export_module import (
     ExportModule,
 )
 from distil_tf.export.inference_options import InferenceOptions
+from distil_tf.models.encoder import Encoder
 from distil_tf.models.model_dir import load_model_and_tokenizer
+
+# Beside the SavedModel, how its embeddings are made (pooling, normalization,
+# length); TF Serving ignores assets.extra files other than the warmup file.
+EMBEDDING_CONFIG_FILE = "embedding.json"
 
 
 def _warmup_logs(module, model_name):
@@ -43,6 +54,29 @@ def _warmup_logs(module, model_name):
         pairs = list(warmup_records.WARMUP_SENTENCE_PAIRS) if module.pair else None
         logs.append(warmup_records.make_example_log(kind, texts, pairs, model_name))
     return logs
+
+
+def _embedding_warmup_logs(module, model_name):
+    # Batch sizes 1 and 4, an empty text (a [CLS] [SEP] row), and the ids
+    # signature with real packed ids: each is a graph shape real traffic has.
+    logs = [
+        warmup_records.make_prediction_log(inputs, "serving_default", model_name)
+        for inputs in warmup_records.warmup_inputs(("text",))
+    ]
+    logs.append(warmup_records.make_prediction_log({"text": [b""]}, "serving_default", model_name))
+    texts = tf.constant([text.encode("utf-8") for text in warmup_records.WARMUP_SENTENCES])
+    features = module.pack(texts)
+    id_inputs = {"token_ids": features["token_ids"].numpy(), "padding_mask": features["padding_mask"].numpy()}
+    if module.uses_segment_ids:
+        id_inputs["segment_ids"] = features["segment_ids"].numpy()
+    logs.append(warmup_records.make_prediction_log(id_inputs, EMBED_IDS_SIGNATURE, model_name))
+    return logs
+
+
+def read_embedding_config(version_dir):
+    """The `embedding.json` an embedding export wrote, or None (a task model's export)."""
+    path = pathlib.Path(version_dir) / warmup_records.WARMUP_DIRECTORY / EMBEDDING_CONFIG_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 # TF Serving checks these only with --enable_signature_method_name_check
@@ -84,8 +118,10 @@ def export_model(
     check_ops=True,
     verify_warmup=True,
     options=None,
+    pooling=None,
+    normalize=None,
 ):
-    """Export a task model as `base_path/<version>/`, TF Serving's layout.
+    """Export a task model or an encoder as `base_path/<version>/`, TF Serving's layout.
 
     The SavedModel gets `serving_default` (raw text in, tokenized in graph),
     `classify` or `regress` (serialized `tf.Example`s; classification and
@@ -94,12 +130,15 @@ def export_model(
     written beside the target and renamed into place, so a polling server
     never loads a half-written version; on any error nothing is published.
 
-    Only task models (`TaskModel`, from `distil-tf finetune`) are exported: a
-    bare encoder has no outputs a serving client could use.
+    An encoder (a teacher, a student, a Hugging Face or sentence-transformers
+    directory) is exported for sentence embeddings instead: `serving_default`
+    (`text` -> `embedding` `[B, hidden]`) and `embed_ids` (see
+    `distil_tf.export.embedding_module`), with `assets.extra/embedding.json`
+    recording its pooling and normalization.
 
     Args:
-        model_dir: a distil-tf task model directory (or a loaded
-            `(model, tokenizer)` pair's directory).
+        model_dir: a distil-tf task model or encoder directory, or a Hugging
+            Face / sentence-transformers directory.
         base_path: the model's base path (`--model_base_path`); made absolute.
         version: int or None. The version directory; `None` takes the next
             free integer (1 for a new base path). An existing version is
@@ -122,18 +161,38 @@ def export_model(
         verify_warmup: bool. Load the staged SavedModel and replay its warmup
             records before publishing (TF Serving refuses a version whose
             warmup fails); costs one SavedModel load.
+        options: `InferenceOptions` or None.
+        pooling: str or None. Encoders only: "cls_pooler", "cls" or "mean";
+            None uses the pooling recorded for the encoder.
+        normalize: bool or None. Encoders only: L2-normalize the embeddings;
+            None uses the encoder's recorded `normalize_embeddings`.
 
     Returns:
         `pathlib.Path` of the published version directory.
 
     Raises:
-        ValueError: not a task model, an existing version, bad lengths.
+        ValueError: an encoder without a known pooling, an existing version,
+            bad lengths, `pooling`/`normalize` given for a task model.
     """
     base_path = pathlib.Path(base_path).expanduser().absolute()
     if base_path.exists() and not base_path.is_dir():
         raise ValueError(f"{base_path} is a file; --out must be a directory (the model's base path)")
     version, target = publish.resolve_version(base_path, version)
     model, tokenizer = load_model_and_tokenizer(model_dir)
+    if isinstance(model, Encoder):
+        if pair is not None:
+            raise ValueError("--pair/--no-pair apply to task models; an encoder embeds one text at a time")
+        module = EmbeddingExportModule(
+            model, tokenizer, max_sequence_length=max_sequence_length, pooling=pooling,
+            normalize=normalize, options=options,
+        )
+        return _publish(module, target, warmup, verify_warmup, check_ops,
+                        lambda: _embedding_warmup_logs(module, model_name))
+    if pooling is not None or normalize is not None:
+        raise ValueError(
+            f"--pooling and --normalize apply to encoder exports; {model_dir} is a task model, "
+            f"which pools as it was trained ({getattr(model, 'pooling', None) or 'per position'})"
+        )
     module = ExportModule(
         model,
         tokenizer,
@@ -145,22 +204,31 @@ def export_model(
         max_windows=max_windows,
         options=options,
     )
+    return _publish(module, target, warmup, verify_warmup, check_ops, lambda: _warmup_logs(module, model_name))
+
+
+def _publish(module, target, warmup, verify_warmup, check_ops, make_warmup_logs):
     signatures = module.get_signatures()
     with publish.publish_directory(target) as staging:
         tf.saved_model.save(module, str(staging), signatures=signatures)
         set_method_names(staging)
         if check_ops:
             graph_ops.check_serving_ops(staging)
+        if isinstance(module, EmbeddingExportModule):
+            path = staging / warmup_records.WARMUP_DIRECTORY / EMBEDDING_CONFIG_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(module.describe(), indent=2) + "\n")
         if warmup:
-            warmup_records.write_warmup_requests(staging, _warmup_logs(module, model_name))
+            warmup_records.write_warmup_requests(staging, make_warmup_logs())
             if verify_warmup:
                 warmup_records.verify_warmup_requests(staging)
     return target
 
 
 def export_command(model, out, version=None, max_sequence_length=DEFAULT_MAX_SEQUENCE_LENGTH,
-                   warmup=True, pair=None, keras_layers=False):
-    """What `distil-tf export --model DIR --out BASE [--version N] [--keras-layers]` runs.
+                   warmup=True, pair=None, keras_layers=False, pooling=None, normalize=None):
+    """What `distil-tf export --model DIR --out BASE [--version N] [--keras-layers]
+    [--pooling P] [--normalize | --no-normalize]` runs.
 
     Returns:
         A one-line summary for the CLI to print.
@@ -173,9 +241,17 @@ def export_command(model, out, version=None, max_sequence_length=DEFAULT_MAX_SEQ
         warmup=warmup,
         pair=pair,
         options=InferenceOptions(fused_graph=not keras_layers),
+        pooling=pooling,
+        normalize=normalize,
     )
     signatures = ", ".join(signature_names(path))
-    return f"exported version {path.name} to {path} (signatures: {signatures})"
+    summary = f"exported version {path.name} to {path} (signatures: {signatures})"
+    embedding = read_embedding_config(path)
+    if embedding is not None:
+        summary += (f"\nembedding: {embedding['hidden_dim']} dimensions, {embedding['pooling']} pooling, "
+                    f"{'L2-normalized' if embedding['normalize'] else 'not normalized'}, "
+                    f"max {embedding['max_sequence_length']} tokens")
+    return summary
 
 
 def signature_names(version_dir):

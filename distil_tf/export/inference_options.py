@@ -112,19 +112,23 @@ def pad_to_bucket(features, buckets):
 
 
 def with_compute_dtype(model, dtype):
-    """A copy of a `TaskModel` whose weights and compute are in `dtype`.
+    """A copy of a `TaskModel` (or an `Encoder`) whose weights and compute are in `dtype`.
 
     Builds the same architecture under the plain `dtype` policy (not
     `mixed_*`: a mixed policy keeps float32 variables and casts every weight
     on every call, 110M casts per BERT-base request) and copies the weights,
     cast once. A float32 model is returned as is.
     """
-    if dtype == "float32" and model.encoder.dtype_policy.name == "float32":
+    source_encoder = model if isinstance(model, Encoder) else model.encoder
+    if dtype == "float32" and source_encoder.dtype_policy.name == "float32":
         return model
-    config = dict(model.encoder.get_config(), dtype=dtype)
+    config = dict(source_encoder.get_config(), dtype=dtype)
     config.pop("name", None)
     encoder = Encoder.from_config(config)
     encoder(encoder.dummy_inputs())
+    if isinstance(model, Encoder):
+        _copy_weights(model, encoder)
+        return encoder
     copy = TaskModel(
         encoder,
         model.head_type,
@@ -132,12 +136,17 @@ def with_compute_dtype(model, dtype):
         task_name=model.task_name,
         label_names=model.label_names,
         classifier_dropout=model.classifier_dropout,
+        pooling=model.pooling,
     )
     copy(copy.dummy_inputs())
-    source = model.weights
-    target = copy.weights
+    _copy_weights(model, copy)
+    return copy
+
+
+def _copy_weights(source_model, target_model):
+    source = source_model.weights
+    target = target_model.weights
     if len(source) != len(target):
         raise ValueError(f"weight lists differ ({len(source)} vs {len(target)}) after the dtype rebuild")
     for variable, value in zip(target, source):
         variable.assign(tf.cast(value, variable.dtype))
-    return copy

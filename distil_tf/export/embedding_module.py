@@ -1,0 +1,200 @@
+"""`EmbeddingExportModule`: an encoder and its tokenizer as sentence-embedding signatures.
+
+The export of a bare encoder (issue 16): sentence embeddings for search,
+deduplication and clustering, pooled the way the checkpoint pools
+(`distil_tf.models.pooling`; "mean" for sentence-transformers models such
+as all-MiniLM-L6-v2), optionally L2-normalized.
+
+Signatures (`B` = batch, `T` = longest packed row of the batch, `H` = hidden):
+
+| name | inputs | outputs |
+|---|---|---|
+| `serving_default` | `text` string `[B]` | `embedding` float32 `[B, H]` |
+| `embed_ids` | `token_ids`, `padding_mask` (+ `segment_ids`, BERT) int32 `[B, T]` | `embedding` float32 `[B, H]` |
+
+Text is tokenized and packed in graph exactly as for task exports
+(`ExportModule`: the model's `BertWordPieceTokenizer`, `[CLS] text [SEP]`,
+truncated to `max_sequence_length`, padded to the longest row). An empty text
+is `[CLS] [SEP]` and gets that sequence's embedding, never an error.
+
+The same module, built in memory with `fused_graph=False`, is what
+`distil-tf evaluate --task stsb-embedding` runs on a model directory, so a
+served embedding and an evaluated one differ only by the graph (fused vs
+keras-hub layers, equal to float32 rounding).
+"""
+
+import tensorflow as tf
+
+from distil_tf.export import packing
+from distil_tf.export.fused_encoder import FusedEncoder
+from distil_tf.export.inference_options import InferenceOptions, pad_to_bucket, with_compute_dtype
+from distil_tf.models import pooling as pooling_lib
+from distil_tf.models.encoder import Encoder
+
+DEFAULT_MAX_SEQUENCE_LENGTH = 128
+EMBEDDING_OUTPUT = "embedding"
+EMBED_IDS_SIGNATURE = "embed_ids"
+
+
+class EmbeddingExportModule(tf.Module):
+    """An `Encoder` plus its tokenizer, with sentence-embedding signatures.
+
+    Args:
+        encoder: a built `distil_tf.models.Encoder`.
+        tokenizer: its `BertWordPieceTokenizer`.
+        max_sequence_length: int. Longest packed input, special tokens
+            included (longer texts are truncated); at most the encoder's
+            position embeddings.
+        pooling: str or None. "cls_pooler", "cls" or "mean"; None: the
+            encoder's recorded pooling (from its checkpoint).
+        normalize: bool or None. L2-normalize the embeddings; None: the
+            encoder's `normalize_embeddings` (sentence-transformers'
+            `Normalize` module).
+        options: `InferenceOptions` or None (the fused float32 graph).
+
+    Raises:
+        ValueError: `encoder` is not an `Encoder`, it has no known pooling
+            and none is given, bad lengths, or a vocabulary mismatch.
+
+    Examples:
+    >>> module = EmbeddingExportModule(encoder, tokenizer, max_sequence_length=128)
+    >>> module.embed_texts(tf.constant(["a man is dancing.", ""])).shape  # [2, hidden]
+    >>> tf.saved_model.save(module, "/models/minilm/1", signatures=module.get_signatures())
+    """
+
+    def __init__(
+        self,
+        encoder,
+        tokenizer,
+        max_sequence_length=DEFAULT_MAX_SEQUENCE_LENGTH,
+        pooling=None,
+        normalize=None,
+        options=None,
+        name=None,
+    ):
+        super().__init__(name=name)
+        if not isinstance(encoder, Encoder):
+            raise ValueError(
+                f"embedding export needs an encoder (got {type(encoder).__name__}); "
+                "a task model is exported with its head"
+            )
+        pooling = pooling_lib.validate_pooling(pooling or encoder.pooling, encoder.architecture, "--pooling")
+        if pooling is None:
+            raise ValueError(
+                "the encoder has no known pooling (no sentence-transformers 1_Pooling/config.json in "
+                "its checkpoint, no trained BERT pooler): pass --pooling "
+                f"{'|'.join(pooling_lib.POOLINGS if encoder.architecture == 'bert' else pooling_lib.POOLINGS[1:])}"
+            )
+        if max_sequence_length > encoder.max_sequence_length:
+            raise ValueError(
+                f"max_sequence_length {max_sequence_length} exceeds the model's "
+                f"{encoder.max_sequence_length} position embeddings; pass a smaller one"
+            )
+        if max_sequence_length < 2:
+            raise ValueError(f"max_sequence_length must be >= 2 ([CLS] [SEP]), got {max_sequence_length}")
+        if tokenizer.vocabulary_size() != encoder.vocabulary_size:
+            raise ValueError(
+                f"tokenizer vocabulary ({tokenizer.vocabulary_size()}) does not match the "
+                f"model's ({encoder.vocabulary_size})"
+            )
+        self.options = InferenceOptions() if options is None else options
+        if self.options.fused_graph:
+            # Only the fused copy and the pooler are saved: no MLM head, no
+            # keras-hub variables (embedding tables are shared with the copy).
+            encoder = with_compute_dtype(encoder, "float32")
+            self.fused_encoder = FusedEncoder(encoder)
+            self.encoder = None
+        else:
+            self.fused_encoder = None
+            self.encoder = with_compute_dtype(encoder, self.options.compute_dtype)
+        # The fused graph applies BERT's pooler itself; the keras-hub graph's
+        # `Encoder.embed` has its own.
+        use_pooler = self.fused_encoder is not None and pooling == pooling_lib.CLS_POOLER
+        self.pooled_dense = encoder.backbone.pooled_dense if use_pooler else None
+        self._call_encoder = (
+            tf.function(self._embedding, jit_compile=True) if self.options.jit_compile else self._embedding
+        )
+        self.tokenizer = tokenizer
+        self.pooling = pooling
+        self.normalize = encoder.normalize_embeddings if normalize is None else bool(normalize)
+        self.hidden_dim = encoder.hidden_dim
+        self.uses_segment_ids = encoder.architecture == "bert"
+        self.max_sequence_length = int(max_sequence_length)
+        self.start_id = tokenizer.token_to_id("[CLS]")
+        self.end_id = tokenizer.token_to_id("[SEP]")
+        self.pad_id = tokenizer.token_to_id("[PAD]")
+
+    def describe(self):
+        """What the export records beside the SavedModel (`assets.extra/embedding.json`)."""
+        return {
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "max_sequence_length": self.max_sequence_length,
+            "hidden_dim": self.hidden_dim,
+            "graph": self.options.label,
+        }
+
+    # ------------------------------------------------------------------
+    # Building blocks (traced inside the signatures)
+    # ------------------------------------------------------------------
+
+    def pack(self, texts):
+        """`{"token_ids", "segment_ids", "padding_mask"}` int32 `[batch, T]` of raw texts."""
+        features, _ = packing.pack_segments(
+            [self.tokenizer.tokenize_ragged(texts)], self.max_sequence_length,
+            self.start_id, self.end_id, self.pad_id,
+        )
+        return features
+
+    def _embedding(self, inputs):
+        if self.fused_encoder is not None:
+            sequence_output = self.fused_encoder(inputs)  # [batch, T, hidden]
+            pooled = pooling_lib.pool(sequence_output, inputs["padding_mask"], self.pooling, self.pooled_dense)
+            if self.normalize:
+                return pooling_lib.l2_normalize(pooled)
+            return tf.cast(pooled, tf.float32)
+        return self.encoder.embed(inputs, pooling=self.pooling, normalize=self.normalize)
+
+    def embed_features(self, features):
+        """Embeddings float32 `[batch, hidden]` of packed features (`[batch, T]` each)."""
+        inputs = {"token_ids": features["token_ids"], "padding_mask": features["padding_mask"]}
+        if self.uses_segment_ids:
+            inputs["segment_ids"] = features.get("segment_ids", tf.zeros_like(features["token_ids"]))
+        if self.options.buckets:
+            # Padded positions are masked, so the pooled vector is unchanged.
+            inputs, _ = pad_to_bucket(inputs, self.options.buckets)
+        return self._call_encoder(inputs)
+
+    def embed_texts(self, texts):
+        """Embeddings float32 `[batch, hidden]` of a string tensor `[batch]`."""
+        return self.embed_features(self.pack(texts))
+
+    # ------------------------------------------------------------------
+    # Signatures
+    # ------------------------------------------------------------------
+
+    def get_signatures(self):
+        """`{signature_name: concrete function}` for `tf.saved_model.save`."""
+        ids_spec = lambda name: tf.TensorSpec([None, None], tf.int32, name=name)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def serve_text(text):
+            return {EMBEDDING_OUTPUT: self.embed_texts(text)}
+
+        if self.uses_segment_ids:
+            @tf.function(
+                input_signature=[ids_spec("token_ids"), ids_spec("padding_mask"), ids_spec("segment_ids")]
+            )
+            def serve_ids(token_ids, padding_mask, segment_ids):
+                features = {"token_ids": token_ids, "padding_mask": padding_mask, "segment_ids": segment_ids}
+                return {EMBEDDING_OUTPUT: self.embed_features(features)}
+        else:
+            @tf.function(input_signature=[ids_spec("token_ids"), ids_spec("padding_mask")])
+            def serve_ids(token_ids, padding_mask):
+                features = {"token_ids": token_ids, "padding_mask": padding_mask}
+                return {EMBEDDING_OUTPUT: self.embed_features(features)}
+
+        return {
+            "serving_default": serve_text.get_concrete_function(),
+            EMBED_IDS_SIGNATURE: serve_ids.get_concrete_function(),
+        }
