@@ -123,7 +123,8 @@ def cmd_predict(args):
 
     try:
         print(predict_command(args.server, args.model, args.texts, rest=args.rest,
-                              signature=args.signature, timeout=args.timeout, text_pairs=args.pair))
+                              signature=args.signature, timeout=args.timeout, text_pairs=args.pair,
+                              embed=args.embed))
     except ServingRequestError as error:
         raise ValueError(f"the server answered {error.code}: {error.message}") from None
 
@@ -141,7 +142,8 @@ def cmd_export(args):
 
     print(export_command(args.model, args.out, version=args.version,
                          max_sequence_length=args.max_sequence_length,
-                         warmup=not args.no_warmup, pair=args.pair, keras_layers=args.keras_layers))
+                         warmup=not args.no_warmup, pair=args.pair, keras_layers=args.keras_layers,
+                         pooling=args.pooling, normalize=args.normalize))
 
 
 def cmd_demo(args):
@@ -205,11 +207,15 @@ def build_parser():
     count.set_defaults(handler=cmd_count_tokens)
 
     export = commands.add_parser(
-        "export", help="export a task model as a TF Serving SavedModel version",
+        "export", help="export a task model or an encoder as a TF Serving SavedModel version",
         description="Write BASE/<version>/ (next free version by default, published "
         "atomically) with serving_default (text in), classify/regress (tf.Example) and "
-        "predict_ids signatures and warmup requests.")
-    export.add_argument("--model", required=True, help="task model directory (from finetune or distill-task)")
+        "predict_ids signatures and warmup requests; an encoder gets serving_default "
+        "(text in, embedding out) and embed_ids instead.")
+    export.add_argument("--model", required=True,
+                        help="task model directory (from finetune or distill-task), or an encoder "
+                             "(teacher, student, Hugging Face or sentence-transformers directory), "
+                             "exported for sentence embeddings")
     export.add_argument("--out", required=True, help="the model's base path (--model_base_path)")
     export.add_argument("--version", type=int, help="version number (default: next free)")
     export.add_argument("--max-sequence-length", type=int, default=128)
@@ -221,6 +227,14 @@ def build_parser():
     pair.add_argument("--pair", dest="pair", action="store_true", default=None,
                       help="text-pair inputs (only for tasks the registry does not know)")
     pair.add_argument("--no-pair", dest="pair", action="store_false")
+    export.add_argument("--pooling", choices=["cls_pooler", "cls", "mean"],
+                        help="encoders: how to pool the embedding (default: the checkpoint's own, "
+                             "e.g. mean for sentence-transformers models)")
+    normalize = export.add_mutually_exclusive_group()
+    normalize.add_argument("--normalize", dest="normalize", action="store_true", default=None,
+                           help="encoders: L2-normalize the embeddings (default: as the checkpoint "
+                                "records, on for all-MiniLM-L6-v2)")
+    normalize.add_argument("--no-normalize", dest="normalize", action="store_false")
     export.set_defaults(handler=cmd_export)
 
     predict = commands.add_parser(
@@ -231,6 +245,9 @@ def build_parser():
     predict.add_argument("--signature", help="signature name (default serving_default)")
     predict.add_argument("--pair", action="append", help="second text of a pair task, one per TEXT")
     predict.add_argument("--timeout", type=float, default=30.0, help="deadline per request, seconds")
+    predict.add_argument("--embed", action="store_true",
+                         help="the model serves sentence embeddings: print each text's norm and "
+                              "the pairwise cosine similarities")
     predict.add_argument("texts", nargs="+", metavar="TEXT")
     predict.set_defaults(handler=cmd_predict)
 

@@ -11,6 +11,7 @@ client = ServingClient("localhost:8500", "sst2")
 outputs = client.classify_texts(["a gripping film", "dull"])
 print(outputs["labels"], outputs["probabilities"])
 print(predict_command("localhost:8501", "sst2", ["great"], rest=True))
+embeddings = ServingClient("localhost:8500", "minilm").embed_texts(["a cat", "a dog"])  # [2, hidden]
 ```
 """
 
@@ -34,6 +35,8 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
 
 DEFAULT_SIGNATURE = "serving_default"
+# The output of an exported encoder (`distil_tf.export.embedding_module`).
+EMBEDDING_OUTPUT = "embedding"
 
 # REST gives only an HTTP status; this is the most likely TF code for each
 # (http_server.cc maps several codes to 400 and 500).
@@ -354,6 +357,29 @@ class ServingClient:
             inputs["text_pair"] = np.array(list(text_pairs), dtype=object)
         return self.predict(inputs, signature)
 
+    def embed_texts(self, texts, signature=DEFAULT_SIGNATURE):
+        """Sentence embeddings of an exported encoder, float32 `[len(texts), hidden]`.
+
+        An empty text is a valid input (the embedding of `[CLS] [SEP]`).
+
+        Raises:
+            ValueError: no texts, or the model answers without an `embedding`
+                output (a task model: classify its texts instead).
+            ServingRequestError: the server answered with an error.
+        """
+        if isinstance(texts, (str, bytes)):
+            raise ValueError("texts must be a list of strings, not one string")
+        texts = list(texts)
+        if not texts:
+            raise ValueError("give at least one text to embed")
+        outputs = self.predict({"text": np.array(texts, dtype=object)}, signature)
+        if EMBEDDING_OUTPUT not in outputs:
+            raise ValueError(
+                f"model '{self.model_name}' answers without an '{EMBEDDING_OUTPUT}' output "
+                f"(outputs: {', '.join(sorted(outputs))}): it is not an exported encoder"
+            )
+        return np.asarray(outputs[EMBEDDING_OUTPUT], dtype=np.float32).reshape(len(texts), -1)
+
     def answer_questions(self, questions, contexts, signature=DEFAULT_SIGNATURE):
         """Extractive QA: `question`, `context` -> `answer`, `start`, `end`, `score`."""
         if len(questions) != len(contexts):
@@ -532,17 +558,54 @@ def format_predictions_table(texts, outputs, max_text_chars=48):
     return "\n".join(lines)
 
 
+def format_embeddings_table(texts, embeddings, max_text_chars=48):
+    """Each text's embedding norm, then the matrix of pairwise cosine similarities.
+
+    Args:
+        texts: list of str, in request order.
+        embeddings: float `[len(texts), hidden]`.
+        max_text_chars: int. Texts longer than this are cut with "...".
+    """
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    norms = np.linalg.norm(embeddings, axis=1)
+    unit = embeddings / np.maximum(norms, 1e-12)[:, None]
+    cosines = unit @ unit.T
+    shown = [
+        (text if len(text) <= max_text_chars else text[: max_text_chars - 3] + "...").replace("\n", " ")
+        for text in texts
+    ]
+    shown = [text if text else '""' for text in shown]
+    width = max(len(text) for text in shown + ["text"])
+    lines = [f"{len(texts)} embeddings of {embeddings.shape[1]} dimensions", ""]
+    lines.append(f"{'#':>3}  {'text':<{width}}  norm")
+    for index, text in enumerate(shown):
+        lines.append(f"{index + 1:>3}  {text:<{width}}  {norms[index]:.4f}")
+    lines += ["", "cosine " + "".join(f"{index + 1:>8}" for index in range(len(texts)))]
+    for index in range(len(texts)):
+        lines.append(f"{index + 1:>6} " + "".join(f"{value:>8.4f}" for value in cosines[index]))
+    return "\n".join(lines)
+
+
 def predict_command(server, model, texts, rest=False, signature=None, timeout=30.0,
-                    text_pairs=None):
-    """What `distil-tf predict --server HOST:PORT --model NAME [--rest] TEXT...` prints.
+                    text_pairs=None, embed=False):
+    """What `distil-tf predict --server HOST:PORT --model NAME [--rest] [--embed] TEXT...` prints.
+
+    With `embed`, the model is an exported encoder: the output is each text's
+    embedding norm and the pairwise cosine similarities of the texts.
 
     Raises:
         ServingRequestError: the server answered with an error.
-        ValueError: no texts.
+        ValueError: no texts; `embed` against a model without embeddings.
     """
     texts = list(texts)
     if not texts:
         raise ValueError("give at least one TEXT to classify")
+    if embed:
+        if text_pairs:
+            raise ValueError("--pair does not apply to --embed: each TEXT is embedded on its own")
+        with ServingClient(server, model, rest=rest, timeout=timeout) as client:
+            embeddings = client.embed_texts(texts, signature=signature or DEFAULT_SIGNATURE)
+        return format_embeddings_table(texts, embeddings)
     with ServingClient(server, model, rest=rest, timeout=timeout) as client:
         outputs = client.classify_texts(
             texts, text_pairs=text_pairs, signature=signature or DEFAULT_SIGNATURE

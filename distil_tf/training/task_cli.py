@@ -63,13 +63,25 @@ def cmd_distill_task(args):
 
 def cmd_evaluate(args):
     from distil_tf.tasks.evaluation import format_table
+    from distil_tf.tasks.sts_embedding import STS_EMBEDDING_TASK, run_embedding_evaluation
     from distil_tf.training.finetune import run_evaluation
 
-    result = run_evaluation(
-        args.model, args.task, data_dir=args.data_dir, split=args.split, output=args.output,
-        limit=args.limit, skip=args.skip or 0, batch_size=args.batch_size,
-        max_seq_length=args.max_seq_length or 0, null_score_diff_threshold=args.null_score_diff_threshold,
-    )
+    if args.task == STS_EMBEDDING_TASK:
+        # Zero-shot: cosine of sentence embeddings, an encoder or its export.
+        result = run_embedding_evaluation(
+            args.model, data_dir=args.data_dir, split=args.split, limit=args.limit, skip=args.skip or 0,
+            batch_size=args.batch_size, max_seq_length=args.max_seq_length or 0, output=args.output,
+        )
+        embedding = result["embedding"]
+        print(f"embedding: {embedding.get('pooling')} pooling, "
+              f"{'L2-normalized' if embedding.get('normalize') else 'not normalized'}, "
+              f"max {embedding.get('max_sequence_length')} tokens ({embedding['kind'].replace('_', ' ')})")
+    else:
+        result = run_evaluation(
+            args.model, args.task, data_dir=args.data_dir, split=args.split, output=args.output,
+            limit=args.limit, skip=args.skip or 0, batch_size=args.batch_size,
+            max_seq_length=args.max_seq_length or 0, null_score_diff_threshold=args.null_score_diff_threshold,
+        )
     print(format_table(result["task"], args.model, result["evaluation"]))
     if args.output:
         print(f"metrics written to {args.output}")
@@ -98,10 +110,13 @@ def register(commands):
         "evaluate",
         help="score a task model with the task's official metrics",
         description="GLUE metrics per task (MNLI matched and mismatched), IMDb accuracy, "
-        "SQuAD EM/F1 with n-best decoding.",
+        "SQuAD EM/F1 with n-best decoding; --task stsb-embedding scores an encoder (or its "
+        "exported SavedModel) zero-shot: Pearson/Spearman of embedding cosines on STS-B.",
     )
-    evaluate.add_argument("--task", required=True, help="task name, e.g. glue/cola")
-    evaluate.add_argument("--model", required=True, help="task model directory (from finetune or distill-task)")
+    evaluate.add_argument("--task", required=True, help="task name, e.g. glue/cola, or stsb-embedding")
+    evaluate.add_argument("--model", required=True,
+                          help="task model directory (from finetune or distill-task); for "
+                               "stsb-embedding an encoder directory or an exported SavedModel")
     evaluate.add_argument("--data-dir", help="the task family's local folder, e.g. data/glue")
     evaluate.add_argument("--split", help="dev (default), validation, train, validation_matched, ...")
     evaluate.add_argument("--output", help="write the metrics as JSON here")
