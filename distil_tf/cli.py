@@ -118,9 +118,40 @@ def cmd_count_tokens(args):
     print(f"counted {int(counts.sum()):,} tokens ({int((counts > 0).sum()):,} distinct ids) into {out}")
 
 
+def wait_for_model(server, model, rest=False, seconds=60.0):
+    """Block until `model` has an AVAILABLE version on `server`, or raise after `seconds`.
+
+    For scripts that start a server in the background and query it next (the
+    README's tour): a server that is still loading answers UNAVAILABLE or
+    NOT_FOUND, which is a reason to wait, not an error.
+    """
+    import time
+
+    from distil_tf.serving.client import ServingClient, ServingRequestError
+
+    deadline = time.monotonic() + seconds
+    last = "no answer"
+    while True:
+        try:
+            with ServingClient(server, model, rest=rest, timeout=2.0, retries=0) as client:
+                states = [status["state"] for status in client.model_status()]
+            if "AVAILABLE" in states:
+                return
+            last = f"versions {states}"
+        except ServingRequestError as error:
+            if error.code not in ("UNAVAILABLE", "NOT_FOUND", "DEADLINE_EXCEEDED"):
+                raise ValueError(f"the server answered {error.code}: {error.message}") from None
+            last = f"{error.code}: {error.message}"
+        if time.monotonic() > deadline:
+            raise ValueError(f"model '{model}' not available on {server} after {seconds:g} s ({last})")
+        time.sleep(0.5)
+
+
 def cmd_predict(args):
     from distil_tf.serving.client import ServingRequestError, predict_command
 
+    if args.wait:
+        wait_for_model(args.server, args.model, rest=args.rest, seconds=args.wait)
     try:
         print(predict_command(args.server, args.model, args.texts, rest=args.rest,
                               signature=args.signature, timeout=args.timeout, text_pairs=args.pair,
@@ -245,6 +276,9 @@ def build_parser():
     predict.add_argument("--signature", help="signature name (default serving_default)")
     predict.add_argument("--pair", action="append", help="second text of a pair task, one per TEXT")
     predict.add_argument("--timeout", type=float, default=30.0, help="deadline per request, seconds")
+    predict.add_argument("--wait", type=float, metavar="SECONDS",
+                         help="first wait up to SECONDS for the model to become available "
+                              "(a server just started in the background)")
     predict.add_argument("--embed", action="store_true",
                          help="the model serves sentence embeddings: print each text's norm and "
                               "the pairwise cosine similarities")

@@ -5,10 +5,13 @@
 1. fine-tune the teacher (all-MiniLM-L6-v2, 6 layers) on SST-2 (a subset);
 2. initialize a 3-layer student from it (teacher layers [0, 3, 5]);
 3. distil the student on the task (soft targets + labels, "DistilBERT (D)");
-4. score both on the 872 SST-2 dev sentences;
-5. export both as TF Serving SavedModels, start the local TF Serving-compatible
-   server on the student and query it over gRPC;
-6. print one table: parameters, dev accuracy, % of the teacher's accuracy
+4. fine-tune the same student on the labels alone, with the same steps: the
+   baseline that shows what distillation adds;
+5. score all three on the 872 SST-2 dev sentences;
+6. export the teacher and the distilled student as TF Serving SavedModels,
+   start the local TF Serving-compatible server on the student and query it
+   over gRPC;
+7. print one table: parameters, dev accuracy, % of the teacher's accuracy
    kept, batch-1 latency of the exported model, speed-up.
 
 Each stage writes into `--out` and is skipped when its output is complete, so
@@ -129,6 +132,23 @@ def distil_student(config, glue_dir, teacher_dir, out):
     return json.loads((out / "metrics.json").read_text())
 
 
+def finetune_student_plainly(config, glue_dir, teacher_dir, out):
+    """The distilled student's twin: same layers of the same teacher, labels only, same steps."""
+    from distil_tf.models.student_init import write_student
+    from distil_tf.training.finetune import FinetuneConfig, run_finetune
+
+    if not _done(out):
+        initial = out.parent / f"{out.name}-init"
+        if not (initial / "config.json").is_file():
+            write_student(str(teacher_dir), str(initial), layer_map=[int(i) for i in STUDENT_LAYERS.split(",")],
+                          overwrite=True)
+        run_config = FinetuneConfig(task="glue/sst2", model=str(initial), out=str(out),
+                                    steps=config.student_steps, data=_data_config(config, glue_dir))
+        run_config.runtime.seed = config.seed
+        run_finetune(run_config)
+    return json.loads((out / "metrics.json").read_text())
+
+
 def export_once(model_dir, base_path, max_sequence_length):
     """Version 1 of `model_dir` under `base_path` (reused when already published)."""
     from distil_tf.export import export_model
@@ -181,35 +201,42 @@ def _accuracy(metrics):
 
 
 def run_demo(config):
-    out = pathlib.Path(config.out)
+    # Absolute from here on: the export base paths go to the local server,
+    # which (like TF Serving) only accepts absolute base paths.
+    out = pathlib.Path(config.out).expanduser().absolute()
     if config.fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     glue_dir = resolve_glue_dir(config.data_dir)
     teacher_source = config.teacher or default_teacher()
 
-    _say(f"1/5 fine-tuning the teacher ({teacher_source}) on SST-2 "
+    _say(f"1/6 fine-tuning the teacher ({teacher_source}) on SST-2 "
          f"({config.train_limit} training sentences, {config.teacher_steps} steps)")
     teacher_metrics = finetune_teacher(config, glue_dir, teacher_source, out / "teacher")
     teacher_dir = out / "teacher" / "model"
 
-    _say(f"2/5 distilling a 3-layer student (teacher layers {STUDENT_LAYERS}) on SST-2, "
+    _say(f"2/6 distilling a 3-layer student (teacher layers {STUDENT_LAYERS}) on SST-2, "
          f"{config.student_steps} steps")
     student_metrics = distil_student(config, glue_dir, teacher_dir, out / "student")
     student_dir = out / "student" / "student"
 
-    _say("3/5 exporting both for TF Serving")
+    _say(f"3/6 fine-tuning the same 3-layer student without distillation (labels only), "
+         f"{config.student_steps} steps")
+    plain_metrics = finetune_student_plainly(config, glue_dir, teacher_dir, out / "student-plain")
+    plain_dir = out / "student-plain" / "model"
+
+    _say("4/6 exporting the teacher and the distilled student for TF Serving")
     teacher_export = export_once(teacher_dir, out / "export" / "teacher", config.max_seq_length)
     student_export = export_once(student_dir, out / "export" / "sst2", config.max_seq_length)
 
-    _say("4/5 serving the student with the local TF Serving-compatible server, querying over gRPC")
+    _say("5/6 serving the student with the local TF Serving-compatible server, querying over gRPC")
     target, outputs = query_server(out / "export" / "sst2")
     print(f"server at {target}, model 'sst2':")
     for sentence, label, probabilities in zip(DEMO_SENTENCES, outputs["labels"], outputs["probabilities"]):
         label = label.decode() if isinstance(label, bytes) else str(label)
         print(f"  {label:>8}  {max(probabilities):.3f}  {sentence}")
 
-    _say(f"5/5 batch-1 latency of the exported models on {config.latency_sentences} SST-2 dev sentences")
+    _say(f"6/6 batch-1 latency of the exported models on {config.latency_sentences} SST-2 dev sentences")
     from distil_tf.data.glue import read_glue
 
     dev = [example.text_a for example in read_glue("glue/sst2", "validation", glue_dir)][: config.latency_sentences]
@@ -218,17 +245,21 @@ def run_demo(config):
 
     teacher_accuracy, examples = _accuracy(teacher_metrics)
     student_accuracy, _ = _accuracy(student_metrics)
+    plain_accuracy, _ = _accuracy(plain_metrics)
     rows = [
         ("teacher (all-MiniLM-L6-v2, 6 layers)", _params(teacher_dir), teacher_accuracy, teacher_latency),
         ("student (3 layers, distilled)", _params(student_dir), student_accuracy, student_latency),
+        # Same architecture as the distilled student: its latency is that row's.
+        ("same student, fine-tuned without distillation", _params(plain_dir), plain_accuracy, None),
     ]
     summary = {
         "dev_examples": examples,
         "train_sentences": config.train_limit,
         "rows": [
             {"model": name, "parameters": params, "dev_accuracy": accuracy,
-             "kept": accuracy / teacher_accuracy, "latency_ms": latency["mean_ms"],
-             "speedup": teacher_latency["mean_ms"] / latency["mean_ms"]}
+             "kept": accuracy / teacher_accuracy,
+             "latency_ms": latency["mean_ms"] if latency else None,
+             "speedup": teacher_latency["mean_ms"] / latency["mean_ms"] if latency else None}
             for name, params, accuracy, latency in rows
         ],
     }
@@ -247,8 +278,10 @@ def format_table(summary):
         "|---|---|---|---|---|---|",
     ]
     for row in summary["rows"]:
+        latency = f"{row['latency_ms']:.1f} ms" if row["latency_ms"] is not None else "as above"
+        speedup = f"{row['speedup']:.2f}x" if row["speedup"] is not None else "as above"
         lines.append(
             f"| {row['model']} | {row['parameters'] / 1e6:.1f}M | {100 * row['dev_accuracy']:.2f}% | "
-            f"{100 * row['kept']:.1f}% | {row['latency_ms']:.1f} ms | {row['speedup']:.2f}x |"
+            f"{100 * row['kept']:.1f}% | {latency} | {speedup} |"
         )
     return "\n".join(lines)
