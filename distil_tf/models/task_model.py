@@ -80,6 +80,12 @@ class TaskModel(DistributedBuildMixin, keras.Model):
 
         # === Layers ===
         self.encoder = encoder
+        if encoder.architecture == "bert" and pooling != pooling_lib.CLS_POOLER:
+            # A head that reads mean/[CLS] vectors or every position never
+            # touches BERT's tanh pooler: frozen, it keeps its checkpoint
+            # weights (still saved) and the optimizer neither tracks it nor
+            # warns at every fit that it has no gradient.
+            encoder.backbone.pooled_dense.trainable = False
         if classifier_dropout is None:
             classifier_dropout = 0.2 if (encoder.architecture == "distilbert" and head_type != "span") else 0.1
         self.pre_classifier = None
