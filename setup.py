@@ -33,6 +33,9 @@ RUNTIME = [
 # benchmarks, never runtime dependencies. torch is pinned to the CPU build that
 # this project's machines carry; an unpinned torch pulls a multi-GB CUDA build.
 REFERENCE = ["torch==2.13.0", "transformers>=4.40", "tokenizers"]
+# The TFLite runtime TF 2.20 points to (tf.lite.Interpreter is deprecated):
+# runs `export --format tflite` models and their tests.
+TFLITE = ["ai-edge-litert>=2.3"]
 
 setup(
     name="distil-tf",
@@ -49,7 +52,8 @@ setup(
     package_data={"distil_tf": ["configs/*.yaml"]},  # shipped run configs
     install_requires=RUNTIME,
     extras_require={
-        "test": ["pytest>=8", "scipy", "scikit-learn"] + REFERENCE,
+        "test": ["pytest>=8", "scipy", "scikit-learn"] + REFERENCE + TFLITE,
+        "tflite": TFLITE,
         "reference": REFERENCE,
         "bench": REFERENCE + ["onnxruntime", "onnx"],
         # all-MiniLM-L6-v2 as Hugging Face safetensors: the real teacher of the

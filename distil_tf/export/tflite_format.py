@@ -1,0 +1,226 @@
+"""On-device models (`export --format tflite`): fp32 and int8 dynamic-range TFLite, ids in, fixed shapes.
+
+The paper's section 4.2 runs DistilBERT on a phone; this is the counterpart.
+The directory holds
+- `model.tflite`: float32;
+- `model_int8.tflite`: dynamic-range quantization (int8 weights, float32
+  activations; `tf.lite.Optimize.DEFAULT` without a representative dataset),
+  about 4x smaller;
+- `vocab.txt` + `tokenizer_config.json`: the vocabulary asset for the app's
+  tokenizer;
+- `tflite.json`: inputs, outputs, sequence length, label names.
+
+Inputs are token ids, not text. tf-text's tokenizers do have TFLite kernels
+(`FastWordpieceTokenizer`, `FastBertNormalizer`), but only as custom ops that
+an interpreter must register from the `tensorflow_text` Python package
+(`tf_text.tflite_registrar`); `ai-edge-litert`'s interpreter, the runtime TF
+2.20 points to (`tf.lite.Interpreter` is deprecated), ships only builtin
+ops, so an in-graph tokenizer would not load there or on a phone without a
+custom build. The graph is converted with `TFLITE_BUILTINS` only: a model that
+would need Flex (select TF) ops fails to convert instead of producing a file
+the runtime cannot run.
+
+Shapes are fixed at `[1, sequence_length]` (batch 1, the on-device case):
+pad every input to `sequence_length` with `padding_mask` 0; padding does not
+change the real positions' outputs. `pack_for_tflite` does this host-side
+with the training packer's rules.
+
+Outputs: classification `logits` `[1, K]`, regression `logits` `[1]`, span
+`start_logits`/`end_logits` `[1, L]`, an encoder `embedding` `[1, hidden]`
+(its recorded pooling) or `sequence_output` `[1, L, hidden]` when it records
+none. The MLM head is not exported (`[L, vocab]` logits have no on-device use
+here).
+
+Size and batch-1 latency (run by hand, not in CI; compare BERT-base with
+DistilBERT as the paper does):
+
+    python -m distil_tf.export.tflite_format --benchmark DIR/model.tflite DIR/model_int8.tflite
+"""
+
+import json
+
+import numpy as np
+import tensorflow as tf
+
+FP32_FILE = "model.tflite"
+INT8_FILE = "model_int8.tflite"
+SPEC_FILE = "tflite.json"
+DEFAULT_SEQUENCE_LENGTH = 128
+
+
+def _output_names(model):
+    if hasattr(model, "head_type"):
+        return ["start_logits", "end_logits"] if model.head_type == "span" else ["logits"]
+    return ["embedding"] if model.pooling is not None else ["sequence_output"]
+
+
+def _serving_function(model, sequence_length):
+    """A `tf.function` over fixed `[1, sequence_length]` int32 ids; returns a dict of outputs."""
+    encoder = getattr(model, "encoder", model)
+    bert = encoder.architecture == "bert"
+    specs = {
+        "token_ids": tf.TensorSpec([1, sequence_length], tf.int32, name="token_ids"),
+        "padding_mask": tf.TensorSpec([1, sequence_length], tf.int32, name="padding_mask"),
+    }
+    if bert:
+        specs["segment_ids"] = tf.TensorSpec([1, sequence_length], tf.int32, name="segment_ids")
+    is_task = hasattr(model, "head_type")
+
+    def serve(**inputs):
+        if is_task:
+            return dict(model(inputs, training=False))
+        if model.pooling is not None:
+            return {"embedding": model.embed(inputs)}
+        sequence_output = model.hidden_states_model(model.backbone_inputs(inputs), training=False)[-1]
+        return {"sequence_output": tf.cast(sequence_output, tf.float32)}
+
+    return tf.function(serve, input_signature=None).get_concrete_function(**specs)
+
+
+def convert(model, sequence_length, quantize=False):
+    """TFLite flatbuffer bytes of `model` (builtin ops only).
+
+    Raises:
+        ValueError: the graph needs ops outside TFLite's builtins.
+    """
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    concrete = _serving_function(model, sequence_length)
+    # Freeze the weights into constants first. Converted with the Keras model
+    # (or its SavedModel) as the trackable, the flatbuffer keeps them as
+    # VAR_HANDLE/READ_VARIABLE ops that nothing initializes on the
+    # interpreter: NaN outputs under XNNPACK, an error without it.
+    frozen = convert_variables_to_constants_v2(concrete)
+    # The frozen function returns a flat list (dict keys sorted, as
+    # tf.function flattens them); re-wrapping it restores the output names
+    # in the TFLite signature.
+    input_names = [tensor.name.split(":")[0] for tensor in frozen.inputs]
+    output_names = sorted(concrete.structured_outputs)
+    specs = {spec.name: spec for spec in concrete.structured_input_signature[1].values()}
+
+    def serve(**inputs):
+        outputs = frozen(*[inputs[name] for name in input_names])
+        return dict(zip(output_names, outputs))
+
+    named = tf.function(serve).get_concrete_function(**specs)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([named], tf.Module())
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    try:
+        flatbuffer = converter.convert()
+    except Exception as error:  # ConverterError, with a long MLIR dump
+        raise ValueError(f"TFLite conversion failed: {str(error).strip().splitlines()[0]}") from None
+    return flatbuffer
+
+def interpreter(path):
+    """An `ai_edge_litert` interpreter with tensors allocated."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise ValueError("running TFLite models needs ai-edge-litert (pip install 'distil-tf[tflite]')") from None
+    runner = Interpreter(model_path=str(path))
+    runner.allocate_tensors()
+    return runner
+
+
+def run(runner, inputs):
+    """Run the model's signature on numpy int32 `[1, L]` inputs; dict of numpy outputs."""
+    signature = runner.get_signature_runner()
+    return {name: np.asarray(value) for name, value in signature(**{
+        name: np.asarray(value, np.int32) for name, value in inputs.items()}).items()}
+
+
+def pack_for_tflite(tokenizer, text, sequence_length, text_pair=None):
+    """Host-side packing to the fixed shape: `[CLS] a [SEP] (b [SEP])`, padded to `sequence_length`.
+
+    Returns:
+        dict of int32 numpy `[1, sequence_length]`: token_ids, segment_ids, padding_mask.
+    """
+    from distil_tf.export.packing import pack_segments
+
+    def ragged(piece):
+        ids = [int(token) for token in np.asarray(tokenizer([piece])[0])]
+        return tf.ragged.constant([ids], dtype=tf.int32, ragged_rank=1) if ids else tf.ragged.constant([[]], dtype=tf.int32)
+
+    segments = [ragged(text)] + ([ragged(text_pair)] if text_pair is not None else [])
+    vocabulary = tokenizer.get_vocabulary()
+    features, _ = pack_segments(segments, sequence_length, vocabulary.index("[CLS]"),
+                                vocabulary.index("[SEP]"), vocabulary.index("[PAD]"))
+    width = int(features["token_ids"].shape[1])
+    return {name: np.pad(value.numpy(), [(0, 0), (0, sequence_length - width)]).astype(np.int32)
+            for name, value in features.items()}
+
+
+def write_tflite_export(model, tokenizer, directory, sequence_length=None):
+    """Write fp32 and int8 TFLite models, the vocabulary and `tflite.json` into `directory`.
+
+    Returns:
+        The model-card details (`summary`, `notes`, `usage`).
+    """
+    from distil_tf.text import save_tokenizer
+
+    encoder = getattr(model, "encoder", model)
+    sequence_length = min(sequence_length or DEFAULT_SEQUENCE_LENGTH, encoder.max_sequence_length)
+    sizes = {}
+    for file_name, quantize in ((FP32_FILE, False), (INT8_FILE, True)):
+        flatbuffer = convert(model, sequence_length, quantize=quantize)
+        (directory / file_name).write_bytes(flatbuffer)
+        sizes[file_name] = len(flatbuffer)
+    save_tokenizer(tokenizer, directory)
+    inputs = ["token_ids", "padding_mask"] + (["segment_ids"] if encoder.architecture == "bert" else [])
+    spec = {
+        "inputs": {name: [1, sequence_length] for name in inputs},
+        "input_dtype": "int32",
+        "outputs": _output_names(model),
+        "sequence_length": sequence_length,
+        "files": {FP32_FILE: "float32", INT8_FILE: "int8 dynamic-range (weights int8, activations float32)"},
+        "bytes": sizes,
+        "label_names": getattr(model, "label_names", None),
+        "pooling": getattr(model, "pooling", None),
+        "tokenization": "host-side: WordPiece with vocab.txt, [CLS] text [SEP], padded to sequence_length",
+    }
+    (directory / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+    megabytes = {name: f"{size / 2**20:.1f} MB" for name, size in sizes.items()}
+    notes = [f"Fixed input shape [1, {sequence_length}] int32; pad with padding_mask 0.",
+             f"Sizes: {FP32_FILE} {megabytes[FP32_FILE]}, {INT8_FILE} {megabytes[INT8_FILE]}.",
+             "Tokenize on the host with vocab.txt (no in-graph tokenizer: ai-edge-litert has no tf-text ops)."]
+    if encoder.mlm_head is not None:
+        notes.append("The masked-LM head is not part of the TFLite model.")
+    usage = ("from ai_edge_litert.interpreter import Interpreter\n"
+             f"runner = Interpreter(model_path=\"DIR/{INT8_FILE}\")\n"
+             "outputs = runner.get_signature_runner()(token_ids=ids, padding_mask=mask)  # int32 [1, L]")
+    return {"summary": f"TFLite fp32 + int8 dynamic-range, [1, {sequence_length}] ids in", "notes": notes,
+            "usage": usage}
+
+
+def benchmark(paths, runs=50, warmup=5):
+    """Size and batch-1 latency of TFLite files (for a quiet machine; never run in CI)."""
+    import time
+
+    for path in paths:
+        runner = interpreter(path)
+        signature = runner.get_signature_runner()
+        inputs = {name: np.zeros(detail["shape"], np.int32)
+                  for name, detail in signature.get_input_details().items()}
+        for name in inputs:
+            if name == "padding_mask":
+                inputs[name][:] = 1
+        for _ in range(warmup):
+            signature(**inputs)
+        start = time.perf_counter()
+        for _ in range(runs):
+            signature(**inputs)
+        milliseconds = (time.perf_counter() - start) / runs * 1000
+        size = tf.io.gfile.stat(str(path)).length / 2**20
+        print(f"{path}: {size:.1f} MB, batch-1 latency {milliseconds:.2f} ms (mean of {runs})")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="size and batch-1 latency of TFLite models")
+    parser.add_argument("--benchmark", nargs="+", required=True, metavar="MODEL.tflite")
+    parser.add_argument("--runs", type=int, default=50)
+    arguments = parser.parse_args()
+    benchmark(arguments.benchmark, runs=arguments.runs)
