@@ -22,27 +22,23 @@ needs a parameter string; the tfds path here calls `tfds.load` directly.
 
 import csv
 import io
-import re
 from typing import Optional, Sequence
 
 import tensorflow as tf
 
 from distil_tf.data import glue
 from distil_tf.tasks import registry
+from distil_tf.text import preprocessing
 
-HEAD_TAIL = "head_tail"
-HEAD = "head"
-# Sun et al. 2019 keep 128 head tokens (with 382 tail tokens at length 512).
-DEFAULT_HEAD_LENGTH = 128
+# One implementation of the cleaning and truncation for training and export
+# (`distil_tf.text.preprocessing`); re-exported under this module's names.
+HEAD_TAIL = preprocessing.HEAD_TAIL
+HEAD = preprocessing.HEAD
+DEFAULT_HEAD_LENGTH = preprocessing.DEFAULT_HEAD_LENGTH
+clean_review = preprocessing.clean_line_breaks
+truncate_token_ids = preprocessing.truncate_head_tail
 
-# IMDb texts are scraped HTML: line breaks survive as `<br />` tags.
-_LINE_BREAK_TAG = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _LABEL_VALUES = registry.get_task("imdb").local_label_values
-
-
-def clean_review(text: str) -> str:
-    """Replaces the `<br />` tags of a review by spaces."""
-    return _LINE_BREAK_TAG.sub(" ", text)
 
 
 def read_imdb_tsv(path: str) -> list:
@@ -115,36 +111,6 @@ def read_imdb_tfds(split: str) -> list:
     if not examples:
         raise ValueError(f"tfds 'imdb_reviews' split '{tfds_split}' is empty")
     return examples
-
-
-def truncate_token_ids(token_ids, max_length: int, strategy: str = HEAD_TAIL,
-                       head_length: int = DEFAULT_HEAD_LENGTH):
-    """Truncates ragged token ids `[batch, (tokens)]` to at most `max_length`.
-
-    Args:
-        token_ids: `tf.RaggedTensor` `[batch, (tokens)]`.
-        max_length: int. Tokens to keep per row (special tokens excluded).
-        strategy: str. `"head_tail"` or `"head"` (see the module docstring).
-        head_length: int. Head tokens kept by `"head_tail"`.
-
-    Returns:
-        `tf.RaggedTensor` `[batch, (<= max_length)]`; rows that fit are unchanged.
-    """
-    if strategy not in (HEAD_TAIL, HEAD):
-        raise ValueError(
-            f"truncation strategy '{strategy}' is unknown; use '{HEAD_TAIL}' or '{HEAD}'"
-        )
-    if max_length <= 0:
-        raise ValueError(f"max_length must be positive, got {max_length}")
-    head_length = max_length if strategy == HEAD else min(head_length, max_length)
-    tail_length = max_length - head_length
-    head = token_ids[:, :head_length]
-    if tail_length == 0:
-        return head
-    # Everything after the head, then its last `tail_length` tokens: a row
-    # that fits keeps all of its rest, a long row loses its middle.
-    tail = token_ids[:, head_length:][:, -tail_length:]
-    return tf.concat([head, tail], axis=1)
 
 
 def make_imdb_dataset(

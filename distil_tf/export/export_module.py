@@ -44,6 +44,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from distil_tf.export import packing, span_decoding
+from distil_tf.text import preprocessing as text_preprocessing
 from distil_tf.export.fused_encoder import FusedEncoder
 from distil_tf.export.inference_options import InferenceOptions, pad_to_bucket, with_compute_dtype
 from distil_tf.models import pooling as pooling_lib
@@ -128,6 +129,7 @@ class ExportModule(tf.Module):
         max_windows=DEFAULT_MAX_WINDOWS,
         options=None,
         name=None,
+        preprocessing=None,
     ):
         super().__init__(name=name)
         head_type = getattr(model, "head_type", None)
@@ -196,6 +198,13 @@ class ExportModule(tf.Module):
         self.pair = resolve_pair(model.task_name, head_type, pair)
         self.uses_segment_ids = encoder.architecture == "bert"
         self.max_sequence_length = int(max_sequence_length)
+        # Training's cleaning and truncation (`distil_tf.text.preprocessing`);
+        # None: GLUE's round robin, no cleaning.
+        self.preprocessing = (preprocessing or text_preprocessing.PreprocessingConfig(self.max_sequence_length)
+                              ).with_length(self.max_sequence_length)
+        if self.preprocessing.truncation != text_preprocessing.ROUND_ROBIN and (self.pair or head_type == SPAN):
+            raise ValueError(f"truncation '{self.preprocessing.truncation}' is for single texts; "
+                             f"this model's inputs are pairs")
         self.max_query_length = max_query_length
         self.max_answer_length = int(max_answer_length)
         self.doc_stride = doc_stride
@@ -222,10 +231,21 @@ class ExportModule(tf.Module):
         return self.tokenizer.tokenize_ragged(texts)
 
     def pack(self, texts, text_pairs=None):
-        """Features `{"token_ids", "segment_ids", "padding_mask"}` int32 `[batch, T]`."""
+        """Features `{"token_ids", "segment_ids", "padding_mask"}` int32 `[batch, T]`.
+
+        Cleans and truncates as training did (`self.preprocessing`): IMDb
+        models drop `<br />` tags and keep head + tail of long reviews.
+        """
+        settings = self.preprocessing
+        if settings.clean_line_breaks:
+            texts = text_preprocessing.clean_line_breaks_in_graph(texts)
         segments = [self.tokenize(texts)]
         if text_pairs is not None:
             segments.append(self.tokenize(text_pairs))
+        if settings.truncation != text_preprocessing.ROUND_ROBIN:
+            # [CLS] text [SEP]: two special tokens; what is left then fits.
+            segments[0] = text_preprocessing.truncate_head_tail(
+                segments[0], self.max_sequence_length - 2, settings.truncation, settings.head_length)
         features, _ = packing.pack_segments(
             segments, self.max_sequence_length, self.start_id, self.end_id, self.pad_id
         )

@@ -13,6 +13,7 @@ Example:
 
 import json
 import pathlib
+import warnings
 
 import tensorflow as tf
 
@@ -27,7 +28,8 @@ from distil_tf.export.export_module import (
 )
 from distil_tf.export.inference_options import InferenceOptions
 from distil_tf.models.encoder import Encoder
-from distil_tf.models.model_dir import load_model_and_tokenizer
+from distil_tf.models.model_dir import describe_model, load_model_and_tokenizer
+from distil_tf.text.preprocessing import PreprocessingConfig
 
 # Beside the SavedModel, how its embeddings are made (pooling, normalization,
 # length); TF Serving ignores assets.extra files other than the warmup file.
@@ -107,7 +109,7 @@ def export_model(
     model_dir,
     base_path,
     version=None,
-    max_sequence_length=DEFAULT_MAX_SEQUENCE_LENGTH,
+    max_sequence_length=None,
     warmup=True,
     pair=None,
     max_query_length=None,
@@ -143,9 +145,12 @@ def export_model(
         version: int or None. The version directory; `None` takes the next
             free integer (1 for a new base path). An existing version is
             refused.
-        max_sequence_length: int. Longest packed input; longer texts are
-            truncated (round robin between the two texts of a pair, as in
-            training), never an error.
+        max_sequence_length: int or None. Longest packed input; longer texts
+            are truncated as in training (round robin between the two texts
+            of a pair, head + tail for IMDb), never an error. None: the
+            length the model was trained at (recorded in its directory with
+            the rest of its preprocessing), else 128; a different value is
+            exported with a `PreprocessingMismatchWarning`.
         warmup: bool. Write `assets.extra/tf_serving_warmup_requests`.
         pair: bool or None. Text-pair inputs for tasks the registry does not
             know; `None` uses the registry.
@@ -183,7 +188,8 @@ def export_model(
         if pair is not None:
             raise ValueError("--pair/--no-pair apply to task models; an encoder embeds one text at a time")
         module = EmbeddingExportModule(
-            model, tokenizer, max_sequence_length=max_sequence_length, pooling=pooling,
+            model, tokenizer, max_sequence_length=max_sequence_length or DEFAULT_MAX_SEQUENCE_LENGTH,
+            pooling=pooling,
             normalize=normalize, options=options,
         )
         return _publish(module, target, warmup, verify_warmup, check_ops,
@@ -193,18 +199,52 @@ def export_model(
             f"--pooling and --normalize apply to encoder exports; {model_dir} is a task model, "
             f"which pools as it was trained ({getattr(model, 'pooling', None) or 'per position'})"
         )
+    trained = trained_preprocessing(model_dir)
+    max_sequence_length = export_sequence_length(trained, max_sequence_length)
+    recorded_windows = describe_model(model_dir).get("data") or {}
     module = ExportModule(
         model,
         tokenizer,
         max_sequence_length=max_sequence_length,
         pair=pair,
-        max_query_length=max_query_length,
+        max_query_length=max_query_length or recorded_windows.get("max_query_length"),
         max_answer_length=max_answer_length,
-        doc_stride=doc_stride,
+        doc_stride=doc_stride or recorded_windows.get("doc_stride"),
         max_windows=max_windows,
         options=options,
+        preprocessing=trained,
     )
     return _publish(module, target, warmup, verify_warmup, check_ops, lambda: _warmup_logs(module, model_name))
+
+
+class PreprocessingMismatchWarning(UserWarning):
+    """An export whose sequence length differs from the one the model was trained at."""
+
+
+def trained_preprocessing(model_dir):
+    """The `PreprocessingConfig` a task model was trained with, or None (older or external models)."""
+    provenance = describe_model(model_dir)
+    if provenance.get("preprocessing"):
+        return PreprocessingConfig.from_dict(provenance["preprocessing"])
+    if provenance.get("max_seq_length"):  # directories written before preprocessing was recorded
+        return PreprocessingConfig(int(provenance["max_seq_length"]))
+    return None
+
+
+def export_sequence_length(trained, requested):
+    """The export's length: the trained one unless `requested` overrides it (with a warning)."""
+    if requested is None:
+        return trained.max_seq_length if trained else DEFAULT_MAX_SEQUENCE_LENGTH
+    if trained and requested != trained.max_seq_length:
+        cut = ("longer inputs lose more of their text than in training"
+               if requested < trained.max_seq_length else
+               "inputs longer than in training reach the model, which never saw them")
+        warnings.warn(
+            f"exporting at {requested} tokens, but the model was trained at {trained.max_seq_length}: {cut} "
+            "(omit --max-sequence-length to serve what was trained)",
+            PreprocessingMismatchWarning, stacklevel=3,
+        )
+    return int(requested)
 
 
 def _publish(module, target, warmup, verify_warmup, check_ops, make_warmup_logs):
@@ -225,7 +265,7 @@ def _publish(module, target, warmup, verify_warmup, check_ops, make_warmup_logs)
     return target
 
 
-def export_command(model, out, version=None, max_sequence_length=DEFAULT_MAX_SEQUENCE_LENGTH,
+def export_command(model, out, version=None, max_sequence_length=None,
                    warmup=True, pair=None, keras_layers=False, pooling=None, normalize=None):
     """What `distil-tf export --model DIR --out BASE [--version N] [--keras-layers]
     [--pooling P] [--normalize | --no-normalize]` runs.
@@ -247,6 +287,13 @@ def export_command(model, out, version=None, max_sequence_length=DEFAULT_MAX_SEQ
     signatures = ", ".join(signature_names(path))
     summary = f"exported version {path.name} to {path} (signatures: {signatures})"
     embedding = read_embedding_config(path)
+    trained = trained_preprocessing(model) if embedding is None else None
+    if trained is not None:
+        served = trained.with_length(max_sequence_length or trained.max_seq_length)
+        cleaning = ", <br /> tags removed" if served.clean_line_breaks else ""
+        origin = "as trained" if served == trained else f"trained at {trained.max_seq_length} tokens"
+        summary += (f"\ntext in: max {served.max_seq_length} tokens, {served.truncation} truncation"
+                    f"{cleaning} ({origin})")
     if embedding is not None:
         summary += (f"\nembedding: {embedding['hidden_dim']} dimensions, {embedding['pooling']} pooling, "
                     f"{'L2-normalized' if embedding['normalize'] else 'not normalized'}, "

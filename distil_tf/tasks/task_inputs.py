@@ -56,6 +56,22 @@ def default_sequence_length(spec):
     return DEFAULT_SEQUENCE_LENGTHS[spec.family]
 
 
+def preprocessing_for(spec, sequence_length):
+    """How `spec`'s texts become ids at `sequence_length`: recorded with the model, reused by export.
+
+    GLUE (and SQuAD's question/context pairs) truncate round robin; IMDb
+    reviews lose their `<br />` tags and their middle (head + tail, Sun et
+    al. 2019). See `distil_tf.text.preprocessing`.
+    """
+    from distil_tf.text import preprocessing
+
+    length = int(sequence_length or default_sequence_length(spec))
+    if spec.family == "imdb":
+        return preprocessing.PreprocessingConfig(length, preprocessing.HEAD_TAIL,
+                                                 preprocessing.DEFAULT_HEAD_LENGTH, clean_line_breaks=True)
+    return preprocessing.PreprocessingConfig(length, preprocessing.ROUND_ROBIN)
+
+
 def resolve_source(spec, data_dir=None):
     """The `DataSource` of `spec` (see the module docstring for the order).
 
@@ -236,9 +252,10 @@ def text_batches(spec, examples, tokenizer, sequence_length, batch_size, shuffle
     from distil_tf.data import glue, imdb
 
     if spec.family == "imdb":
+        settings = preprocessing_for(spec, sequence_length)
         dataset = imdb.make_imdb_dataset(
-            examples, tokenizer, sequence_length, batch_size, shuffle=shuffle, seed=seed,
-            drop_remainder=drop_remainder,
+            examples, tokenizer, sequence_length, batch_size, truncation=settings.truncation,
+            head_length=settings.head_length, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
         )
     else:
         dataset = glue.make_text_dataset(

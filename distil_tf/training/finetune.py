@@ -274,11 +274,16 @@ def _train(model, config, run, tokenizer, out_dir, strategy):
 
 def _run_provenance(config, run, steps):
     """What every task run records about its data and training."""
+    from distil_tf.tasks import task_inputs
+
     return {
         "data": run.data_summary(config),
         "steps": steps,
         "epochs": None if config.steps else config.epochs,
         "max_seq_length": run.sequence_length,
+        # Read back by export, so the served signature cleans, truncates and
+        # packs texts exactly as training did (distil_tf.text.preprocessing).
+        "preprocessing": task_inputs.preprocessing_for(run.spec, run.sequence_length).to_dict(),
         "optimizer": dataclasses.asdict(config.optimizer),
         "seed": config.runtime.seed,
     }
