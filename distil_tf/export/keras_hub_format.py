@@ -103,7 +103,8 @@ def write_keras_hub_export(model, tokenizer, directory, sequence_length=None):
     encoder = model.encoder if is_task else model
     backbone = _backbone(encoder)
     keras_tokenizer = _tokenizer(tokenizer, encoder.architecture)
-    sequence_length = sequence_length or encoder.max_sequence_length
+    # Never longer than the position table (an input past it has no embedding).
+    sequence_length = min(sequence_length or encoder.max_sequence_length, encoder.max_sequence_length)
     notes = ["The tokenizer is keras-hub's WordPiece configured like distil-tf's (same vocabulary and casing)."]
     backbone_name = type(backbone).__name__
     if is_task:
