@@ -169,6 +169,18 @@ def cmd_serve(args):
 
 
 def cmd_export(args):
+    if args.format != "saved_model":
+        from distil_tf.export.ecosystem import export_to_format
+
+        serving_only = [flag for flag, value in (("--version", args.version), ("--no-warmup", args.no_warmup),
+                        ("--keras-layers", args.keras_layers), ("--pair/--no-pair", args.pair is not None),
+                        ("--pooling", args.pooling), ("--normalize/--no-normalize", args.normalize is not None))
+                        if value]
+        if serving_only:
+            raise ValueError(f"{', '.join(serving_only)} only apply to --format saved_model")
+        options = {} if args.format == "hf" else {"sequence_length": args.max_sequence_length}
+        print(export_to_format(args.model, args.out, args.format, **options))
+        return
     from distil_tf.export import export_command
 
     print(export_command(args.model, args.out, version=args.version,
@@ -247,7 +259,12 @@ def build_parser():
                         help="task model directory (from finetune or distill-task), or an encoder "
                              "(teacher, student, Hugging Face or sentence-transformers directory), "
                              "exported for sentence embeddings")
-    export.add_argument("--out", required=True, help="the model's base path (--model_base_path)")
+    export.add_argument("--out", required=True, help="the model's base path (--model_base_path); "
+                        "for the other formats, the directory to create")
+    export.add_argument("--format", choices=["saved_model", "hf", "keras-hub", "tflite"], default="saved_model",
+                        help="saved_model (TF Serving, default); hf (a Hugging Face directory for transformers); "
+                             "keras-hub (a preset for from_preset); tflite (fp32 + int8, ids in). Each gets a "
+                             "README.md model card; a head the format cannot hold exactly is refused")
     export.add_argument("--version", type=int, help="version number (default: next free)")
     export.add_argument("--max-sequence-length", type=int, default=128)
     export.add_argument("--no-warmup", action="store_true", help="write no warmup requests")
