@@ -27,6 +27,7 @@ import numpy as np
 
 from distil_tf.tasks import metrics as metrics_lib
 from distil_tf.tasks import registry, task_inputs
+from distil_tf.tasks.served_evaluation import is_saved_model, resolve_saved_model  # noqa: F401
 
 STS_EMBEDDING_TASK = "stsb-embedding"
 # The sentences and gold scores come from GLUE STS-B.
@@ -52,25 +53,6 @@ def read_sts_pairs(data_dir=None, split=None, limit=None, skip=0):
         [example.text_b for example in examples],
         np.asarray([example.label for example in examples], dtype=np.float64),
     )
-
-
-def is_saved_model(path):
-    return (pathlib.Path(path) / "saved_model.pb").is_file()
-
-
-def resolve_saved_model(path):
-    """A SavedModel version directory, or a base path's newest version; None for anything else."""
-    path = pathlib.Path(path)
-    if is_saved_model(path):
-        return path
-    if path.is_dir():
-        versions = sorted(
-            (int(child.name), child) for child in path.iterdir()
-            if child.name.isdigit() and is_saved_model(child)
-        )
-        if versions:
-            return versions[-1][1]
-    return None
 
 
 def embedder_for(path, max_sequence_length=None, pooling=None, normalize=None):

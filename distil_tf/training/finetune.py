@@ -28,6 +28,7 @@ import typing
 
 from distil_tf import config as config_lib
 from distil_tf.run_dir import mark_model_saved, mark_run_finished, mark_run_started, resolve_model_path
+from distil_tf.tasks.served_evaluation import resolve_saved_model
 from distil_tf.training.optimization import OptimizerConfig, build_optimizer
 from distil_tf.training.runtime import RuntimeConfig, is_chief, setup_runtime
 
@@ -455,12 +456,43 @@ def run_task_distillation(config):
         keras.config.set_dtype_policy("float32")
 
 
+def _evaluate_served(version_dir, spec, source, split, output, limit, skip, batch_size, max_seq_length):
+    """`run_evaluation` of an exported SavedModel: its serving_default on raw text."""
+    from distil_tf.tasks import served_evaluation, task_inputs
+
+    if max_seq_length:
+        raise ValueError(f"{version_dir} is an exported SavedModel: it serves the length it was exported "
+                         "with; drop --max-seq-length")
+    evaluation = {}
+    for name in task_inputs.evaluation_splits(spec, source, split):
+        examples = task_inputs.subset(task_inputs.read_split(spec, name, source), limit, skip)
+        evaluation[name] = served_evaluation.evaluate_saved_model(version_dir, spec, examples, batch_size)
+    result = {
+        "task": spec.name,
+        "model": str(version_dir),
+        "data": {"source": source.describe(spec), "limit": limit, "skip": skip, "served": True},
+        "evaluation": evaluation,
+    }
+    _write_json(output, result)
+    return result
+
+
+def _write_json(output, result):
+    if output:
+        output = pathlib.Path(output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def run_evaluation(model_path, task, data_dir=None, split=None, output=None, limit=None, skip=0,
                    batch_size=64, max_seq_length=0, null_score_diff_threshold=0.0):
-    """Score a task model directory on a task split; optionally write JSON.
+    """Score a task model directory, or what is served, on a task split; optionally write JSON.
 
     Args:
-        model_path: a task model directory (from `finetune` or `distill-task`).
+        model_path: a task model directory (from `finetune` or `distill-task`)
+            or its run directory; or an exported SavedModel (a version
+            directory, or a base path: its newest version), scored through
+            `serving_default` on raw text as TF Serving runs it.
         task: registry name, e.g. "glue/cola".
         data_dir: the task family's local folder (else $DISTIL_TF_DATA or tfds).
         split: "dev"/"validation" (MNLI: both matched and mismatched), or
@@ -481,6 +513,9 @@ def run_evaluation(model_path, task, data_dir=None, split=None, output=None, lim
 
     spec = registry.get_task(task)
     source = task_inputs.resolve_source(spec, data_dir)
+    version_dir = resolve_saved_model(model_path)
+    if version_dir is not None:
+        return _evaluate_served(version_dir, spec, source, split, output, limit, skip, batch_size, max_seq_length)
     model, tokenizer = load_model_and_tokenizer(model_path)
     check_model_matches_task(model, spec, model_path)
     # Score with the windows the model was fine-tuned with, unless told otherwise.
@@ -507,8 +542,5 @@ def run_evaluation(model_path, task, data_dir=None, split=None, output=None, lim
         },
         "evaluation": evaluation,
     }
-    if output:
-        output = pathlib.Path(output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=2) + "\n")
+    _write_json(output, result)
     return result

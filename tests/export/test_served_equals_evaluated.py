@@ -125,3 +125,57 @@ def test_cli_export_reports_the_served_preprocessing(tmp_path, bert_tokenizer, c
     captured = capsys.readouterr()
     assert "text in: max 64 tokens, head_tail truncation, <br /> tags removed (trained at 256 tokens)" in captured.out
     assert captured.err.strip().startswith("distil-tf: warning: exporting at 64 tokens, but the model was trained at 256")
+
+
+def _save_span_model(tokenizer, directory, length=128, doc_stride=48, max_query_length=24):
+    spec = registry.get_task("squad/v1.1")
+    tf.keras.utils.set_random_seed(11)
+    encoder = Encoder("bert", vocabulary_size=tokenizer.vocabulary_size(), num_layers=1, num_heads=2,
+                      hidden_dim=16, intermediate_dim=32, max_sequence_length=512, mlm_head=False)
+    encoder(encoder.dummy_inputs())
+    model = TaskModel.from_encoder(encoder, "span", task_name=spec.name)
+    provenance = {"kind": "finetuned", "task": spec.name, "max_seq_length": length,
+                  "data": {"doc_stride": doc_stride, "max_query_length": max_query_length},
+                  "preprocessing": task_inputs.preprocessing_for(spec, length).to_dict()}
+    save_model(model, directory, tokenizer, provenance=provenance)
+    return directory
+
+
+@pytest.mark.parametrize("task", ["glue/sst2", "squad/v1.1"])
+def test_evaluate_scores_the_export_like_the_model_directory(task, tmp_path, shared_data, bert_tokenizer):
+    from distil_tf.training.finetune import run_evaluation
+
+    if task == "squad/v1.1":
+        model_dir = _save_span_model(bert_tokenizer, tmp_path / "model")
+        data_dir, limit = shared_data / "squad", 24
+    else:
+        model_dir = _save_trained_like(bert_tokenizer, task, 64, tmp_path / "model")
+        data_dir, limit = shared_data / "glue", 200
+    export_model(model_dir, tmp_path / "export", warmup=False)
+    direct = run_evaluation(model_dir, task, data_dir=data_dir, limit=limit)
+    # A base path (its newest version) and a version directory both work.
+    served = run_evaluation(tmp_path / "export", task, data_dir=data_dir, limit=limit)
+    assert served["data"]["served"] is True and served["model"] == str(tmp_path / "export" / "1")
+    for name, value in direct["evaluation"]["validation"].items():
+        if name != "windows":
+            assert served["evaluation"]["validation"][name] == pytest.approx(value, abs=1e-9), name
+
+
+def test_evaluate_refuses_a_savedmodel_that_does_not_fit_the_task(tmp_path, shared_data, bert_tokenizer, capsys):
+    from distil_tf import cli
+
+    model_dir = _save_trained_like(bert_tokenizer, "glue/sst2", 64, tmp_path / "model")
+    export_model(model_dir, tmp_path / "export", warmup=False)
+    code = cli.main(["evaluate", "--task", "glue/mrpc", "--model", str(tmp_path / "export" / "1"),
+                     "--data-dir", str(shared_data / "glue")])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"distil-tf: error: {tmp_path / 'export' / '1'}: serving_default takes (text) but task 'glue/mrpc' "
+        "needs (text, text_pair)")
+    regression_dir = _save_trained_like(bert_tokenizer, "glue/stsb", 64, tmp_path / "stsb")
+    export_model(regression_dir, tmp_path / "stsb_export", warmup=False)
+    code = cli.main(["evaluate", "--task", "glue/mrpc", "--model", str(tmp_path / "stsb_export"),
+                     "--data-dir", str(shared_data / "glue")])
+    assert code == 2
+    assert "serving_default has no 'logits' output (outputs: score); task 'glue/mrpc' needs a classification head" \
+        in capsys.readouterr().err
