@@ -266,7 +266,9 @@ def build_parser():
                              "keras-hub (a preset for from_preset); tflite (fp32 + int8, ids in). Each gets a "
                              "README.md model card; a head the format cannot hold exactly is refused")
     export.add_argument("--version", type=int, help="version number (default: next free)")
-    export.add_argument("--max-sequence-length", type=int, default=128)
+    export.add_argument("--max-sequence-length", type=int,
+                        help="longest packed input (default: the length the model was trained at, "
+                             "recorded in its directory; 128 for models without one)")
     export.add_argument("--no-warmup", action="store_true", help="write no warmup requests")
     export.add_argument("--keras-layers", action="store_true",
                         help="serve the keras-hub layer graph instead of the fused encoder graph "
@@ -353,9 +355,20 @@ def _benchmark_commands(commands):
 _EXTRA_COMMANDS = [_task_commands, _benchmark_commands]
 
 
+def _one_line_warnings():
+    """Warnings meant for the user print as one line, like the CLI's errors."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"distil-tf: warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+
+
 def main(argv=None):
     from distil_tf.training.callbacks import NonFiniteLossError
 
+    _one_line_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
