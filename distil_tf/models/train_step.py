@@ -19,7 +19,12 @@ replicas by `tf.distribute` as usual) and
 3. hands the summed gradient to the optimizer once, which all-reduces it,
    clips its global norm and updates (`distil_tf.training.optimization.AdamW`).
 
-With `k` = 1 there is no loop: the step is a plain Keras step.
+With `k` = 1 there is no loop: the step is a plain Keras step. XLA compiles
+the loop when the per-replica rows split into `k` equal micro-batches (fixed
+shapes, `batch_size` a multiple of the replica count). One limit is
+TensorFlow's, not this loop's: `jit_compile` under MirroredStrategy over
+*logical CPU* devices fails even without accumulation ("Trying to access
+resource ... located in device CPU:1 from device CPU:0").
 """
 
 import keras

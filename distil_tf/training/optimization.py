@@ -31,9 +31,11 @@ class OptimizerConfig:
     # Clip the global norm of the update's gradient (summed over micro-batches
     # and replicas); None to disable.
     clip_global_norm: typing.Optional[float] = 5.0
-    # Batches per update: one update's loss is the mean over this many
-    # batches, so an effective batch of thousands fits any device (original:
-    # 50 x 5 x 8 GPUs). Must divide `steps` (which counts batches).
+    # Batches per update, so an effective batch of thousands fits any device
+    # (original: 50 x 5 x 8 GPUs). The update's loss is the mean over all the
+    # tokens (examples) of its batches, as one batch that size would give;
+    # the pipeline delivers them as one batch of k x batch_size rows, masked
+    # and length-grouped as a whole. Must divide `steps` (which counts batches).
     gradient_accumulation_steps: int = 1
 
 

@@ -121,3 +121,32 @@ def test_teacher_without_mlm_head():
     with pytest.raises(ValueError, match="teacher has no MLM head"):
         MaskedLMDistiller(teacher, student)
     MaskedLMDistiller(teacher, student, alpha_ce=0.0)  # MLM + cosine still work
+
+
+def test_micro_batch_shares_sum_to_the_full_batch_loss():
+    """The train step's path: each term over the whole batch's token counts, summed over parts.
+
+    Rows 0-1 and 2-3 hold different numbers of real and MLM-selected tokens
+    (row 0 is padded), so a mean of per-part means would differ.
+    """
+    teacher = _teacher()
+    student, _ = init_student_from_teacher(teacher, num_layers=1)
+    # Move the student away from the teacher so every term is far above round-off.
+    rng = np.random.default_rng(7)
+    student.set_weights([w + rng.normal(0, 0.3, w.shape).astype(w.dtype) for w in student.get_weights()])
+    distiller = MaskedLMDistiller(teacher, student, alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, alpha_mse=0.5)
+    batch = _batch()
+    full = distiller.loss_terms(batch, student(batch))
+    assert min(float(value) for value in full.values()) > 1e-3
+    normalizers = distiller.loss_normalizers(batch)
+    assert float(normalizers["padding"]) == float(batch["padding_mask"].sum())
+    assert float(normalizers["selected"]) == float((batch["mlm_labels"] != -100).sum())
+    parts = [{key: value[rows] for key, value in batch.items()} for rows in (slice(0, 1), slice(1, 4))]
+    shares = [distiller.micro_batch_loss(part, None, student(part), None, normalizers) for part in parts]
+    for name in ("ce", "mlm", "cos", "mse"):
+        assert sum(float(terms[name]) for _, terms in shares) == pytest.approx(float(full[name]), rel=1e-5), name
+    expected = 5 * float(full["ce"]) + 2 * float(full["mlm"]) + float(full["cos"]) + 0.5 * float(full["mse"])
+    assert sum(float(loss) for loss, _ in shares) == pytest.approx(expected, rel=1e-5)
+    # The mean of per-part means (5 real tokens vs 24) is another number.
+    naive = [distiller.loss_terms(part, student(part)) for part in parts]
+    assert abs(np.mean([float(t["cos"]) for t in naive]) - float(full["cos"])) > 1e-3

@@ -134,3 +134,43 @@ def test_bad_configurations(teacher_kwargs, student_kwargs, arguments, message):
     student = _task_model(student_kwargs[0], num_layers=1, **student_kwargs[1])
     with pytest.raises(ValueError, match=message):
         TaskDistiller(teacher, student, **arguments)
+
+
+@pytest.mark.parametrize("head_type, kwargs", [
+    ("classification", {"num_classes": 3}), ("regression", {}), ("span", {}),
+])
+def test_micro_batch_shares_sum_to_the_full_batch_loss(head_type, kwargs):
+    """The train step's path: per-example losses over the whole batch's count, summed over parts."""
+    teacher = _task_model(head_type, seed=0, **kwargs)
+    student = _task_model(head_type, num_layers=1, seed=1, **kwargs)
+    distiller = TaskDistiller(teacher, student, alpha_ce=0.7, alpha_task=0.3)
+    features, labels = _batch(head_type)
+    full_terms = distiller.loss_terms(features, labels, student(features, training=False))
+    normalizers = distiller.loss_normalizers(features, labels)
+    assert float(normalizers["examples"]) == 4.0
+    shares = []
+    for rows in (slice(0, 3), slice(3, 4)):  # uneven parts: 3 rows + 1 row
+        part_features = {key: value[rows] for key, value in features.items()}
+        part_labels = {key: value[rows] for key, value in labels.items()}
+        outputs = student(part_features, training=False)
+        shares.append(distiller.micro_batch_loss(part_features, part_labels, outputs, None, normalizers))
+    for name in ("distillation", "task"):
+        assert sum(float(terms[name]) for _, terms in shares) == pytest.approx(float(full_terms[name]), rel=1e-5)
+    total = 0.7 * float(full_terms["distillation"]) + 0.3 * float(full_terms["task"])
+    assert sum(float(loss) for loss, _ in shares) == pytest.approx(total, rel=1e-5)
+
+
+@pytest.mark.parametrize("head_type, kwargs", [
+    ("classification", {"num_classes": 3}), ("regression", {}), ("span", {}),
+])
+def test_per_example_supervised_loss_matches_the_task_loss(head_type, kwargs):
+    """The train step's copy of the task losses must not drift from `task_losses`."""
+    from distil_tf.distillation.task_distiller import per_example_supervised_loss
+
+    model = _task_model(head_type, seed=3, **kwargs)
+    features, labels = _batch(head_type)
+    outputs = model(features, training=False)
+    per_example = np.asarray(per_example_supervised_loss(head_type, labels, outputs))
+    assert per_example.shape == (4,)
+    expected = float(task_losses.supervised_loss(head_type, labels, outputs))
+    assert float(per_example.mean()) == pytest.approx(expected, rel=1e-6)
