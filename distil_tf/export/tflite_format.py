@@ -31,10 +31,12 @@ Outputs: classification `logits` `[1, K]`, regression `logits` `[1]`, span
 none. The MLM head is not exported (`[L, vocab]` logits have no on-device use
 here).
 
-Size and batch-1 latency (run by hand, not in CI; compare BERT-base with
-DistilBERT as the paper does):
+Size and batch-1 latency, and the accuracy cost of int8 on SST-2 dev (run
+by hand on a quiet machine, not in CI; compare BERT-base with DistilBERT as
+the paper does):
 
     python -m distil_tf.export.tflite_format --benchmark DIR/model.tflite DIR/model_int8.tflite
+    python -m distil_tf.export.tflite_format --sst2-dev DIR ../shared/data/glue/SST-2/dev.tsv
 """
 
 import json
@@ -216,11 +218,52 @@ def benchmark(paths, runs=50, warmup=5):
         print(f"{path}: {size:.1f} MB, batch-1 latency {milliseconds:.2f} ms (mean of {runs})")
 
 
+def classification_accuracy(path, tokenizer, sentences, labels, sequence_length):
+    """Accuracy of a classifier `.tflite` on `(sentences, labels)`, one sentence at a time.
+
+    Returns:
+        `(accuracy, predictions)`: float in [0, 1] and int label ids `[len(sentences)]`.
+    """
+    runner = interpreter(path)
+    inputs = set(runner.get_signature_runner().get_input_details())
+    predictions = []
+    for sentence in sentences:
+        packed = pack_for_tflite(tokenizer, sentence, sequence_length)
+        logits = run(runner, {name: packed[name] for name in inputs})["logits"]  # [1, K]
+        predictions.append(int(np.argmax(logits[0])))
+    predictions = np.asarray(predictions)
+    return float(np.mean(predictions == np.asarray(labels))), predictions
+
+
+def _sst2_dev(path):
+    import csv
+
+    with open(path, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [row["sentence"] for row in rows], [int(row["label"]) for row in rows]
+
+
 if __name__ == "__main__":
     import argparse
 
-    parser = argparse.ArgumentParser(description="size and batch-1 latency of TFLite models")
-    parser.add_argument("--benchmark", nargs="+", required=True, metavar="MODEL.tflite")
+    parser = argparse.ArgumentParser(
+        description="size and batch-1 latency of TFLite models, or fp32/int8 accuracy on SST-2 dev")
+    parser.add_argument("--benchmark", nargs="+", metavar="MODEL.tflite")
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--sst2-dev", nargs=2, metavar=("EXPORT_DIR", "DEV_TSV"),
+                        help="score EXPORT_DIR's model.tflite and model_int8.tflite on GLUE SST-2 dev.tsv")
     arguments = parser.parse_args()
-    benchmark(arguments.benchmark, runs=arguments.runs)
+    if arguments.benchmark:
+        benchmark(arguments.benchmark, runs=arguments.runs)
+    if arguments.sst2_dev:
+        import pathlib
+
+        from distil_tf.text import load_tokenizer
+
+        export_dir = pathlib.Path(arguments.sst2_dev[0])
+        spec = json.loads((export_dir / SPEC_FILE).read_text())
+        sentences, labels = _sst2_dev(arguments.sst2_dev[1])
+        for file_name in (FP32_FILE, INT8_FILE):
+            accuracy, _ = classification_accuracy(export_dir / file_name, load_tokenizer(export_dir), sentences,
+                                                  labels, spec["sequence_length"])
+            print(f"{export_dir / file_name}: SST-2 dev accuracy {accuracy:.4f} ({len(labels)} sentences)")

@@ -106,3 +106,22 @@ def test_mean_pooled_encoder_tflite_returns_its_embedding(tmp_path, bert_tokeniz
     fp32_error, int8_relative = _compare(out, encoder.embed, batches, ["embedding"])
     assert fp32_error < FP32_TOLERANCE
     assert int8_relative < INT8_RELATIVE_TOLERANCE
+
+
+def test_classification_accuracy_counts_the_tflite_models_predictions(tmp_path, task_model_builder, bert_tokenizer,
+                                                                     sst2_sentences):
+    model = task_model_builder(bert_tokenizer, "distilbert", "classification", "glue/sst2",
+                               ["negative", "positive"], seed=5)
+    out, _ = _export(tmp_path, model, bert_tokenizer, "accuracy")
+    sentences = sst2_sentences[:8]
+    expected = []
+    for sentence in sentences:
+        packed = tflite_format.pack_for_tflite(bert_tokenizer, sentence, SEQUENCE_LENGTH)
+        logits = model({name: packed[name] for name in ("token_ids", "padding_mask")})["logits"]
+        expected.append(int(np.argmax(logits[0])))
+    # Labels chosen so that exactly the first three agree with the model.
+    labels = [label if index < 3 else 1 - label for index, label in enumerate(expected)]
+    accuracy, predictions = tflite_format.classification_accuracy(
+        out / tflite_format.FP32_FILE, bert_tokenizer, sentences, labels, SEQUENCE_LENGTH)
+    assert predictions.tolist() == expected
+    assert accuracy == 3 / 8
