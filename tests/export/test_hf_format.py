@@ -152,6 +152,23 @@ def test_bare_distilbert_encoder_with_mean_pooling_exports_sentence_transformers
                                   encoder.embed(_inputs("distilbert")).numpy())
 
 
+def test_mean_pooled_export_loads_in_sentence_transformers_with_our_embeddings(tmp_path, tokenizer):
+    # The modules.json written for the pooling is sentence-transformers' own
+    # layout: its loader rebuilds Transformer -> Pooling(mean) -> Normalize.
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    encoder = _encoder("distilbert", mlm_head=False, pooling="mean", normalize_embeddings=True, seed=9)
+    out, _ = _export(tmp_path, encoder, tokenizer)
+    model = sentence_transformers.SentenceTransformer(str(out), device="cpu")
+    sentences = ["this movie was great fun!", "it was not good, and very boring."]
+    theirs = model.encode(sentences)  # [2, 32], unit norm
+    for sentence, embedding in zip(sentences, theirs):
+        ids = [6] + [int(token) for token in np.asarray(tokenizer([sentence])[0])] + [7]
+        inputs = {"token_ids": np.array([ids], np.int32), "padding_mask": np.ones((1, len(ids)), np.int32)}
+        ours = encoder.embed(inputs).numpy()[0]
+        assert np.abs(embedding - ours).max() < 1e-5
+    np.testing.assert_allclose(np.linalg.norm(theirs, axis=1), 1.0, rtol=1e-5)
+
+
 def test_bert_teacher_exports_as_bert_for_masked_lm_with_segments(tmp_path, tokenizer):
     encoder = _encoder("bert", mlm_head=True, seed=3, hidden_activation="gelu_approximate")
     out, message = _export(tmp_path, encoder, tokenizer)
