@@ -39,7 +39,7 @@ from typing import Optional, Sequence, Union
 import keras_hub
 import tensorflow as tf
 
-from distil_tf.tasks import registry
+from distil_tf.data import task_specs as registry
 
 # The text columns and label column of each GLUE file, by header name. Finding
 # columns by name rather than position makes a file from another GLUE release

@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from distil_tf.data import glue
-from distil_tf.tasks import registry
+from distil_tf.data import task_specs as registry
 from distil_tf.text import preprocessing
 
 # One implementation of the cleaning and truncation for training and export

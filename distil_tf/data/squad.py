@@ -159,7 +159,7 @@ def read_squad_tfds(version: str, split: str, on_bad_answer: str = RAISE) -> lis
     """
     import tensorflow_datasets as tfds
 
-    from distil_tf.tasks import registry
+    from distil_tf.data import task_specs as registry
 
     _check_policy(on_bad_answer)
     spec = registry.get_task(f"squad/v{version}")

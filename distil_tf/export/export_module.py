@@ -43,17 +43,14 @@ it the most context); past `max_windows` windows the context is truncated.
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from distil_tf.data import task_specs as registry
 from distil_tf.export import packing, span_decoding
-from distil_tf.text import preprocessing as text_preprocessing
 from distil_tf.export.fused_encoder import FusedEncoder
 from distil_tf.export.inference_options import InferenceOptions, pad_to_bucket, with_compute_dtype
+from distil_tf.heads import CLASSIFICATION, REGRESSION, SPAN
 from distil_tf.models import pooling as pooling_lib
 from distil_tf.models.task_model import PADDING_LOGIT
-from distil_tf.tasks import registry
-
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
-SPAN = "span"
+from distil_tf.text import preprocessing as text_preprocessing
 
 DEFAULT_MAX_SEQUENCE_LENGTH = 128
 DEFAULT_MAX_QUERY_LENGTH = 64

@@ -7,7 +7,7 @@ from distil_tf.models.distributed_build import DistributedBuildMixin
 from distil_tf.models import pooling as pooling_lib
 from distil_tf.models.encoder import Encoder
 
-HEAD_TYPES = ("classification", "regression", "span")
+from distil_tf.heads import CLASSIFICATION, HEAD_TYPES, REGRESSION, SPAN  # noqa: F401
 # Added to span logits at padding positions, so softmax, KL and decoding never
 # pick them. Finite (not -inf) so that float16 and KL stay NaN-free.
 PADDING_LOGIT = -1e4
@@ -66,7 +66,7 @@ class TaskModel(DistributedBuildMixin, keras.Model):
     ):
         if head_type not in HEAD_TYPES:
             raise ValueError(f"unknown head_type '{head_type}'; expected one of {HEAD_TYPES}")
-        if head_type == "classification" and (num_classes is None or num_classes < 2):
+        if head_type == CLASSIFICATION and (num_classes is None or num_classes < 2):
             raise ValueError(f"a classification head needs num_classes >= 2, got {num_classes}")
         if isinstance(encoder, dict):
             encoder = keras.saving.deserialize_keras_object(encoder)
@@ -95,7 +95,7 @@ class TaskModel(DistributedBuildMixin, keras.Model):
                 kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
             )
         self.classifier_dropout_layer = keras.layers.Dropout(classifier_dropout, dtype=dtype, name="classifier_dropout")
-        units = {"classification": num_classes, "regression": 1, "span": 2}[head_type]
+        units = {CLASSIFICATION: num_classes, REGRESSION: 1, SPAN: 2}[head_type]
         # Logits in float32 under mixed precision (softmax / KL stability).
         self.classifier = keras.layers.Dense(
             units, dtype="float32" if dtype.name.startswith("mixed") else dtype, name="classifier",

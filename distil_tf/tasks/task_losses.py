@@ -21,10 +21,7 @@ import tensorflow as tf
 from keras import ops
 
 from distil_tf.distillation.losses import regression_mse
-
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
-SPAN = "span"
+from distil_tf.heads import CLASSIFICATION, REGRESSION, SPAN
 SPAN_KEYS = ("start_logits", "end_logits")
 
 

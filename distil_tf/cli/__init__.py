@@ -1,5 +1,9 @@
 """`distil-tf`: thin subcommands over the library.
 
+The package owns every flag: `common` (the training flags and their one
+precedence order: defaults < --config YAML < flags < --set), `tasks`
+(finetune, evaluate, distill-task) and this module (the rest, and `main`).
+
 Each subcommand parses its flags, calls one library function and prints the
 result. Bad input (a `ValueError` from the library) is one line on stderr and
 exit code 2; nothing half-written is left behind (outputs are published
@@ -9,23 +13,14 @@ atomically by the library).
 import argparse
 import sys
 
+from distil_tf.cli.common import UsageError, add_training_flags, parse_layers, resolve_training_config  # noqa: F401
 
-
-class UsageError(ValueError):
-    """Bad command-line input."""
-
-
-def _parse_layers(text):
-    try:
-        return [int(item) for item in text.split(",") if item.strip()]
-    except ValueError:
-        raise UsageError(f"--layers expects comma-separated integers, got '{text}'") from None
 
 
 def cmd_init_student(args):
     from distil_tf.models.student_init import write_student
 
-    layer_map = _parse_layers(args.layers) if args.layers else None
+    layer_map = parse_layers(args.layers) if args.layers else None
     student, layer_map = write_student(
         args.teacher,
         args.out,
@@ -45,43 +40,6 @@ def cmd_info(args):
     from distil_tf.models.summary import summarize
 
     print(summarize(args.model))
-
-
-def add_training_flags(parser):
-    """Flags every training command takes; each maps onto a config field."""
-    parser.add_argument("--config", help="YAML file overriding the config's defaults")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config field, e.g. --set optimizer.learning_rate=1e-4")
-    parser.add_argument("--steps", type=int, help="number of training steps (batches)")
-    parser.add_argument("--batch-size", type=int, help="global batch size")
-    parser.add_argument("--max-seq-length", type=int, help="maximum sequence length in tokens")
-    parser.add_argument("--seed", type=int, help="random seed (data order, masks, dropout)")
-    parser.add_argument("--strategy", choices=["auto", "default", "mirrored", "multi_worker", "tpu"])
-    parser.add_argument("--tpu", help="TPU address for --strategy tpu")
-    parser.add_argument("--cpu-devices", type=int, help="logical CPU devices for --strategy mirrored without GPUs")
-    parser.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"])
-    parser.add_argument("--jit-compile", action="store_true", default=None, help="compile steps with XLA")
-
-
-def resolve_training_config(cls, args, field_for_flag, **fields):
-    """Defaults, then --config YAML, then explicit flags, then --set overrides."""
-    from distil_tf import config as config_lib
-
-    config = config_lib.resolve(cls, args.config, None, **fields)
-    flags = {
-        "steps": args.steps, "batch_size": args.batch_size, "max_seq_length": args.max_seq_length,
-        "seed": args.seed, "strategy": args.strategy, "tpu": args.tpu,
-        "cpu_devices": args.cpu_devices, "precision": args.precision, "jit_compile": args.jit_compile,
-    }
-    runtime_fields = {"seed", "strategy", "tpu", "cpu_devices", "precision", "jit_compile"}
-    overrides = []
-    for flag, value in flags.items():
-        if value is None:
-            continue
-        key = f"runtime.{flag}" if flag in runtime_fields else field_for_flag[flag]
-        overrides.append(f"{key}={value}")
-    config = config_lib.apply_overrides(config, overrides)
-    return config_lib.apply_overrides(config, args.set)
 
 
 def cmd_distill(args):
@@ -340,7 +298,7 @@ def build_parser():
 # Subcommands of later modules register here (each a function taking the
 # subparsers object), so this file stays a flat list of thin wrappers.
 def _task_commands(commands):
-    from distil_tf.training.task_cli import register
+    from distil_tf.cli.tasks import register
 
     register(commands)
 

@@ -27,13 +27,11 @@ def _data_fields(args):
 
 
 def _resolve(cls, args, **fields):
-    from distil_tf import config as config_lib
-    from distil_tf.cli import resolve_training_config
+    from distil_tf.cli.common import resolve_training_config
 
-    config = resolve_training_config(cls, args, _FLAG_FIELDS, **{k: v for k, v in fields.items() if v})
-    # Explicit data flags sit between the YAML and --set, like the training flags.
-    config = config_lib.apply_overrides(config, _data_fields(args))
-    return config_lib.apply_overrides(config, args.set)
+    # Explicit data flags sit with the training flags: after the YAML, before --set.
+    return resolve_training_config(cls, args, _FLAG_FIELDS, extra_flag_overrides=_data_fields(args),
+                                   **{k: v for k, v in fields.items() if v})
 
 
 def _print_summary(summary, model_dir):
@@ -91,7 +89,7 @@ def cmd_evaluate(args):
 
 def register(commands):
     """Add `finetune`, `evaluate` and `distill-task` to the `distil-tf` subparsers."""
-    from distil_tf.cli import add_training_flags
+    from distil_tf.cli.common import add_training_flags
 
     finetune = commands.add_parser(
         "finetune",
