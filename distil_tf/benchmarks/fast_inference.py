@@ -47,11 +47,11 @@ def configure_threads(intra_op=None, inter_op=1):
     }
 
 
-def cpu_info():
-    """CPU model, core count and the instruction sets that matter here."""
+def cpu_info(cpuinfo_path="/proc/cpuinfo"):
+    """CPU model, core count and the instruction sets that matter here (from `cpuinfo_path`)."""
     model, flags = platform.processor() or "unknown", set()
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+        with open(cpuinfo_path, encoding="utf-8") as handle:
             for line in handle:
                 if line.startswith("model name") and model in ("unknown", "x86_64", ""):
                     model = line.split(":", 1)[1].strip()
@@ -71,9 +71,9 @@ def cpu_info():
     }
 
 
-def native_bfloat16():
-    """Whether the CPU has bfloat16 dot products (else bf16 is emulated, slow)."""
-    info = cpu_info()
+def native_bfloat16(info=None):
+    """Whether the CPU (`cpu_info()` by default) has bfloat16 dot products (else bf16 is emulated, slow)."""
+    info = cpu_info() if info is None else info
     return info["avx512_bf16"] or info["amx_bf16"]
 
 

@@ -13,7 +13,6 @@ markdown table with the settings each figure used.
 import argparse
 import json
 import os
-import platform
 import time
 
 import keras
@@ -42,13 +41,9 @@ class _StepTimer(keras.callbacks.Callback):
 
 
 def _cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from distil_tf.benchmarks.fast_inference import cpu_info
+
+    return cpu_info()["model"]
 
 
 def run(corpus, vocab, steps=30, warmup_steps=5, batch_size=16, max_length=128, teacher_layers=6,
