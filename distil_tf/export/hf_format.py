@@ -3,7 +3,8 @@
 `distil-tf export --format hf` writes `config.json`, `model.safetensors`,
 `vocab.txt`, `tokenizer_config.json` and `special_tokens_map.json`, loadable
 with `transformers.AutoModel*.from_pretrained(DIR)` and back with
-`distil_tf.load_model(DIR)`. Which class a model becomes:
+`distil_tf.load_model(DIR)` (the encoder, exactly) or `load_hf_task_model(DIR)`
+(a task model with its head, exactly). Which class a model becomes:
 
 | distil-tf model                       | DistilBERT                            | BERT                            |
 |---------------------------------------|---------------------------------------|---------------------------------|
@@ -46,6 +47,7 @@ from distil_tf.models import pooling as pooling_lib
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
+TASK_NAME_KEY = "distil_tf_task_name"
 SPECIAL_TOKENS = {
     "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
     "cls_token": "[CLS]", "mask_token": "[MASK]",
@@ -237,6 +239,8 @@ def hf_checkpoint(model):
             _dense(tensors, "classifier", model.classifier)
             config["seq_classif_dropout" if not bert else "classifier_dropout"] = model.classifier_dropout
             config.update(_label_config(model))
+        # Not "distil_tf": that key marks a distil-tf model directory.
+        config[TASK_NAME_KEY] = model.task_name
     config["architectures"] = [class_name]
     config["torch_dtype"] = "float32"
     return config, tensors, extra_files
@@ -335,3 +339,61 @@ def write_hf_export(model, tokenizer, directory):
              f"tokenizer = AutoTokenizer.from_pretrained(\"DIR\")\n"
              f"model = {class_name}.from_pretrained(\"DIR\")")
     return {"summary": f"Hugging Face {class_name}", "class_name": class_name, "notes": notes, "usage": usage}
+
+
+# --- Reading task heads back -------------------------------------------------------
+
+_HEADS = {
+    "DistilBertForSequenceClassification": "sequence", "BertForSequenceClassification": "sequence",
+    "DistilBertForQuestionAnswering": "span", "BertForQuestionAnswering": "span",
+}
+
+
+def load_hf_task_model(directory):
+    """A `TaskModel` from a Hugging Face `*ForSequenceClassification` / `*ForQuestionAnswering` directory.
+
+    `distil_tf.load_model` reads a Hugging Face directory's encoder only; this
+    reads the head too (the inverse of `hf_checkpoint` for task models), so
+    that an exported task model comes back exactly.
+
+    Raises:
+        ValueError: the directory's class is not one of those heads.
+    """
+    import pathlib
+
+    from distil_tf.models import TaskModel
+    from distil_tf.models.hf_checkpoint import load_hf_encoder, read_safetensors
+
+    directory = pathlib.Path(directory)
+    config = json.loads((directory / CONFIG_FILE).read_text())
+    class_name = (config.get("architectures") or [None])[0]
+    if class_name not in _HEADS:
+        raise ValueError(f"{directory}: {class_name} is not a task head distil-tf reads "
+                         f"(expected one of {', '.join(_HEADS)})")
+    bert = class_name.startswith("Bert")
+    tensors = read_safetensors(directory)
+    encoder = load_hf_encoder(directory)
+    if _HEADS[class_name] == "span":
+        model = TaskModel(encoder, "span", task_name=config.get(TASK_NAME_KEY),
+                          classifier_dropout=config.get("classifier_dropout" if bert else "qa_dropout"))
+        heads = {"classifier": "qa_outputs"}
+    else:
+        regression = config.get("problem_type") == "regression"
+        id2label = config.get("id2label") or {}
+        names = [id2label[str(index)] for index in range(len(id2label))] if not regression else None
+        if names and names == [f"LABEL_{index}" for index in range(len(names))]:
+            names = None  # transformers' placeholder names: the model had none
+        model = TaskModel(
+            encoder, "regression" if regression else "classification",
+            num_classes=None if regression else (config.get("num_labels") or len(id2label)),
+            task_name=config.get(TASK_NAME_KEY), label_names=names,
+            classifier_dropout=config.get("classifier_dropout" if bert else "seq_classif_dropout"),
+            pooling=pooling_lib.default_head_pooling("bert" if bert else "distilbert"),
+        )
+        heads = {"classifier": "classifier"} if bert else {"pre_classifier": "pre_classifier", "classifier": "classifier"}
+    model(model.dummy_inputs())
+    for attribute, key in heads.items():
+        layer = getattr(model, attribute)
+        layer.kernel.assign(np.asarray(tensors[key + ".weight"]).T)
+        layer.bias.assign(np.asarray(tensors[key + ".bias"]))
+    return model

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from distil_tf.export.ecosystem import export_to_format
+from distil_tf.export.hf_format import load_hf_task_model
 from distil_tf.models import Encoder, TaskModel, init_student_from_teacher, load_model, save_model
 from distil_tf.text import load_tokenizer
 
@@ -254,6 +255,32 @@ def test_span_model_exports_as_question_answering_raw_at_padding(tmp_path, token
         # Padding: ours is HF's plus the -1e4 mask (float32 spacing at 1e4 is ~1e-3).
         np.testing.assert_allclose(mine[~REAL], theirs[~REAL] - 1e4, atol=2e-3)
     assert "padding positions are raw" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("architecture, head_type, kwargs", [
+    ("distilbert", "classification", {"num_classes": 3, "label_names": ["a", "b", "c"]}),
+    ("distilbert", "classification", {"num_classes": 2}),
+    ("bert", "classification", {"num_classes": 2, "label_names": ["negative", "positive"]}),
+    ("distilbert", "regression", {}),
+    ("distilbert", "span", {}),
+    ("bert", "span", {}),
+])
+def test_task_model_round_trip_through_hf_is_exact(tmp_path, tokenizer, architecture, head_type, kwargs):
+    model = _task_model(architecture, head_type, seed=11, **kwargs)
+    out, _ = _export(tmp_path, model, tokenizer)
+    back = load_hf_task_model(out)
+    head_fields = ("head_type", "num_classes", "task_name", "label_names", "classifier_dropout", "pooling")
+    assert {key: back.get_config()[key] for key in head_fields} == {key: model.get_config()[key] for key in head_fields}
+    expected, got = model(_inputs(architecture)), back(_inputs(architecture))
+    assert sorted(got) == sorted(expected)
+    for key in expected:
+        np.testing.assert_array_equal(got[key].numpy(), expected[key].numpy(), err_msg=key)
+
+
+def test_reading_a_bare_encoder_as_a_task_model_is_refused(tmp_path, tokenizer):
+    out, _ = _export(tmp_path, _encoder("distilbert"), tokenizer)
+    with pytest.raises(ValueError, match="DistilBertForMaskedLM is not a task head distil-tf reads"):
+        load_hf_task_model(out)
 
 
 # --- Refusals -------------------------------------------------------------------
