@@ -30,9 +30,14 @@ def cmd_init_student(args):
         random_init=args.random_init,
         overwrite=args.overwrite,
     )
-    print(f"wrote a {student.num_layers}-layer student to {args.out}")
+    encoder = getattr(student, "encoder", student)
+    print(f"wrote a {encoder.num_layers}-layer student to {args.out}")
     if not args.random_init:
         print(f"layer map: student layers 0..{len(layer_map) - 1} <- teacher layers {layer_map}")
+    if encoder is not student:
+        from distil_tf.models import describe_model
+
+        print(f"task head ({student.task_name}): {describe_model(args.out).get('head')}")
     print(f"parameters: {student.count_params():,}")
 
 

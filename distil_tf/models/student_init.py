@@ -147,6 +147,52 @@ def init_student_from_teacher(
     return student, layer_map
 
 
+def inherited_head_note(teacher_model):
+    """Why a student of `teacher_model` cannot copy its head, or None when it can."""
+    if teacher_model.pooling == pooling_lib.CLS_POOLER:
+        return ("fresh: the teacher's head reads BERT's tanh pooler, which a DistilBERT student "
+                "does not have")
+    return None
+
+
+def student_task_model(teacher_model, layer_map=None, num_layers=None, fold_token_type=True, random_init=False):
+    """A DistilBERT student of a fine-tuned `TaskModel`, with the teacher's head.
+
+    The student copies the teacher's task head: the same type (pooling,
+    pre-classifier or not, dropout) and the same weights, so a student that
+    keeps every teacher layer reproduces the teacher's logits (to float32
+    rounding, token-type row folded). Where the head cannot move (a head on
+    BERT's tanh pooler: DistilBERT has none) the student gets a fresh head of
+    its architecture's reference type; `inherited_head_note` says why.
+
+    Returns:
+        `(student TaskModel, layer_map, head)`: head is "inherited from the
+        teacher" or the reason it is fresh.
+    """
+    from distil_tf.models.task_model import TaskModel
+
+    encoder, layer_map = init_student_from_teacher(
+        teacher_model.encoder, layer_map=layer_map, num_layers=num_layers, fold_token_type=fold_token_type,
+        random_init=random_init, pooling=teacher_model.pooling,
+    )
+    note = "fresh: random initialization" if random_init else inherited_head_note(teacher_model)
+    kwargs = dict(num_classes=teacher_model.num_classes, task_name=teacher_model.task_name,
+                  label_names=teacher_model.label_names)
+    if note is not None:
+        student = TaskModel(encoder, teacher_model.head_type, **kwargs)
+        student(student.dummy_inputs())
+        return student, layer_map, note
+    student = TaskModel(
+        encoder, teacher_model.head_type, classifier_dropout=teacher_model.classifier_dropout,
+        pooling=teacher_model.pooling, pre_classifier=teacher_model.has_pre_classifier, **kwargs,
+    )
+    student(student.dummy_inputs())
+    student.classifier.set_weights(teacher_model.classifier.get_weights())
+    if teacher_model.pre_classifier is not None:
+        student.pre_classifier.set_weights(teacher_model.pre_classifier.get_weights())
+    return student, layer_map, "inherited from the teacher"
+
+
 def write_student(
     teacher_source,
     out,
@@ -172,17 +218,22 @@ def write_student(
 
     check_output_available(out, overwrite)  # before the (slow) teacher load
     teacher, tokenizer = load_model_and_tokenizer(teacher_source)
-    head_pooling = getattr(teacher, "pooling", None) if hasattr(teacher, "encoder") else None
+    head = None
     if getattr(teacher, "encoder", None) is not None:
-        teacher = teacher.encoder  # a fine-tuned task model: take its encoder
-    student, layer_map = init_student_from_teacher(
-        teacher,
-        layer_map=layer_map,
-        num_layers=num_layers,
-        fold_token_type=fold_token_type,
-        random_init=random_init,
-        pooling=head_pooling,
-    )
+        # A fine-tuned task model: the student is a task model too, with its head.
+        student, layer_map, head = student_task_model(
+            teacher, layer_map=layer_map, num_layers=num_layers, fold_token_type=fold_token_type,
+            random_init=random_init,
+        )
+        teacher = teacher.encoder
+    else:
+        student, layer_map = init_student_from_teacher(
+            teacher,
+            layer_map=layer_map,
+            num_layers=num_layers,
+            fold_token_type=fold_token_type,
+            random_init=random_init,
+        )
     provenance = {
         "kind": "student",
         "teacher": str(teacher_source),
@@ -192,5 +243,8 @@ def write_student(
         "initialization": "random" if random_init else "teacher_layers",
         "token_type_folded": bool(fold_token_type and teacher.architecture == "bert"),
     }
+    if head is not None:
+        provenance["task"] = student.task_name
+        provenance["head"] = head
     save_model(student, out, tokenizer, provenance=provenance, overwrite=overwrite)
     return student, layer_map

@@ -43,6 +43,10 @@ class TaskModel(DistributedBuildMixin, keras.Model):
         pooling: str or None. "cls_pooler", "cls" or "mean" (classification
             and regression); None: the encoder's recorded pooling, else the
             architecture's reference head. Recorded resolved in the config.
+        pre_classifier: bool or None. The Dense(hidden, relu) layer before
+            the output layer; None: DistilBERT's reference head has one,
+            BERT's has not. A student that inherits a BERT teacher's head
+            (`student_init.student_task_model`) sets False.
 
     Call inputs: `token_ids`, `padding_mask` (+ `segment_ids`), `[batch, seq]`.
 
@@ -62,6 +66,7 @@ class TaskModel(DistributedBuildMixin, keras.Model):
         label_names=None,
         classifier_dropout=None,
         pooling=None,
+        pre_classifier=None,
         **kwargs,
     ):
         if head_type not in HEAD_TYPES:
@@ -88,8 +93,10 @@ class TaskModel(DistributedBuildMixin, keras.Model):
             encoder.backbone.pooled_dense.trainable = False
         if classifier_dropout is None:
             classifier_dropout = 0.2 if (encoder.architecture == "distilbert" and head_type != "span") else 0.1
+        if pre_classifier is None:
+            pre_classifier = head_type != SPAN and encoder.architecture == "distilbert"
         self.pre_classifier = None
-        if head_type != "span" and encoder.architecture == "distilbert":
+        if pre_classifier and head_type != SPAN:
             self.pre_classifier = keras.layers.Dense(
                 encoder.hidden_dim, activation="relu", dtype=dtype, name="pre_classifier",
                 kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
@@ -109,6 +116,7 @@ class TaskModel(DistributedBuildMixin, keras.Model):
         self.label_names = list(label_names) if label_names is not None else None
         self.classifier_dropout = classifier_dropout
         self.pooling = pooling
+        self.has_pre_classifier = self.pre_classifier is not None
 
     def call(self, inputs, training=None):
         encoded = self.encoder(inputs, training=training)
@@ -157,6 +165,7 @@ class TaskModel(DistributedBuildMixin, keras.Model):
             "label_names": self.label_names,
             "classifier_dropout": self.classifier_dropout,
             "pooling": self.pooling,
+            "pre_classifier": self.has_pre_classifier,
         }
 
     @classmethod

@@ -381,9 +381,9 @@ def run_finetune(config):
 
 
 def build_student(config, teacher, tokenizer, spec):
-    """The student `TaskModel` of a `distill-task` run, and its layer map (or None)."""
-    from distil_tf.models import init_student_from_teacher, load_model_and_tokenizer
-    from distil_tf.models.student_init import validate_layer_map
+    """The student `TaskModel` of a `distill-task` run, its layer map (or None) and where its head came from."""
+    from distil_tf.models import load_model_and_tokenizer
+    from distil_tf.models.student_init import student_task_model, validate_layer_map
     from distil_tf.training.distill import parse_student
 
     kind, value = parse_student(config.student)
@@ -394,12 +394,13 @@ def build_student(config, teacher, tokenizer, spec):
                 f"the student's vocabulary ({student_tokenizer.vocabulary_size()} tokens) differs "
                 f"from the teacher's ({tokenizer.vocabulary_size()}): distillation needs one vocabulary"
             )
-        return build_task_model(student, spec), None
+        return build_task_model(student, spec), None, "from the student directory"
     layers = validate_layer_map(value, teacher.encoder.num_layers) if kind == "layers" else None
-    encoder, layer_map = init_student_from_teacher(
-        teacher.encoder, layer_map=layers, num_layers=value if kind == "depth" else None
+    # The student starts from the teacher's layers and its task head.
+    student, layer_map, head = student_task_model(
+        teacher, layer_map=layers, num_layers=value if kind == "depth" else None
     )
-    return build_task_model(encoder, spec), layer_map
+    return build_task_model(student, spec), layer_map, head
 
 
 def run_task_distillation(config):
@@ -430,7 +431,7 @@ def run_task_distillation(config):
         _start_run(config, out_dir, "distill-task")
         steps = run.steps(config)
         with strategy.scope():
-            student, layer_map = build_student(config, teacher, tokenizer, spec)
+            student, layer_map, head = build_student(config, teacher, tokenizer, spec)
             distiller = TaskDistiller(
                 teacher, student,
                 alpha_ce=config.distillation.alpha_ce,
@@ -447,6 +448,7 @@ def run_task_distillation(config):
             "teacher": str(config.teacher),
             "student_init": str(config.student),
             "layer_map": layer_map,
+            "head": head,
             "distillation": dataclasses.asdict(config.distillation),
             **_run_provenance(config, run, steps),
         }

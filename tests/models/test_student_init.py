@@ -97,3 +97,66 @@ def test_bert_base_and_distilbert_base_parameter_counts(shared_data):
     assert teacher_counts["backbone"] == 109_482_240  # BERT-base with pooler: "110M"
     assert student_counts["backbone"] == 66_362_880  # DistilBERT-base: "66M"
     assert student_counts["total"] == 66_985_530  # + MLM head transform and bias
+
+
+def _task_teacher(tiny_hf_bert_mlm, head_type, pooling):
+    from distil_tf.models import TaskModel
+
+    encoder = load_model(tiny_hf_bert_mlm)
+    kwargs = {"num_classes": 3, "label_names": ["a", "b", "c"]} if head_type == "classification" else {}
+    teacher = TaskModel.from_encoder(encoder, head_type, task_name="t", pooling=pooling, **kwargs)
+    for weights in teacher.classifier.weights:  # a head that is not all zeros
+        weights.assign(np.random.default_rng(3).normal(0, 0.5, weights.shape))
+    return teacher
+
+
+@pytest.mark.parametrize("head_type, pooling, output", [
+    ("classification", "mean", "logits"), ("classification", "cls", "logits"), ("regression", "mean", "logits"),
+    ("span", None, "start_logits"),
+])
+def test_a_full_depth_student_inherits_the_head_and_reproduces_the_teacher(tiny_hf_bert_mlm, head_type, pooling,
+                                                                           output):
+    from distil_tf.models.student_init import student_task_model
+
+    teacher = _task_teacher(tiny_hf_bert_mlm, head_type, pooling)
+    student, layer_map, head = student_task_model(teacher, layer_map=list(range(teacher.encoder.num_layers)))
+    assert head == "inherited from the teacher"
+    assert student.encoder.architecture == "distilbert" and student.pre_classifier is None
+    assert (student.head_type, student.pooling, student.num_classes) == (teacher.head_type, teacher.pooling,
+                                                                         teacher.num_classes)
+    inputs = _inputs(1)
+    expected, actual = np.asarray(teacher(inputs)[output]), np.asarray(student(inputs)[output])
+    if head_type == "span":
+        keep = inputs["padding_mask"].astype(bool)
+        expected, actual = expected[keep], actual[keep]
+    assert np.abs(expected - actual).max() < 1e-5
+    # A 2-layer student still carries the head's exact weights.
+    student, _, _ = student_task_model(teacher, layer_map=[0, 3])
+    for a, b in zip(student.classifier.get_weights(), teacher.classifier.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_bert_pooler_head_cannot_move_and_says_so(tiny_hf_bert_mlm):
+    from distil_tf.models.student_init import student_task_model
+
+    teacher = _task_teacher(tiny_hf_bert_mlm, "classification", "cls_pooler")
+    student, _, head = student_task_model(teacher, num_layers=2)
+    assert head.startswith("fresh: the teacher's head reads BERT's tanh pooler")
+    assert student.pre_classifier is not None  # DistilBERT's reference head
+
+
+def test_init_student_from_a_task_model_writes_a_task_model(tmp_path, tiny_hf_bert_mlm, capsys):
+    from distil_tf import cli
+    from distil_tf.models import describe_model, save_model
+    from distil_tf.text import load_tokenizer
+
+    teacher = _task_teacher(tiny_hf_bert_mlm, "classification", "mean")
+    save_model(teacher, tmp_path / "teacher", load_tokenizer(tiny_hf_bert_mlm))
+    assert cli.main(["init-student", "--teacher", str(tmp_path / "teacher"), "--out", str(tmp_path / "s"),
+                     "--layers", "0,3"]) == 0
+    assert "task head (t): inherited from the teacher" in capsys.readouterr().out
+    student = load_model(tmp_path / "s")
+    assert student.task_name == "t" and student.encoder.num_layers == 2
+    assert describe_model(tmp_path / "s")["head"] == "inherited from the teacher"
+    assert cli.main(["info", str(tmp_path / "s")]) == 0
+    assert "head:           inherited from the teacher" in capsys.readouterr().out
