@@ -191,7 +191,8 @@ def write_tflite_export(model, tokenizer, directory, sequence_length=None):
         notes.append("The masked-LM head is not part of the TFLite model.")
     usage = ("from ai_edge_litert.interpreter import Interpreter\n"
              f"runner = Interpreter(model_path=\"DIR/{INT8_FILE}\")\n"
-             "outputs = runner.get_signature_runner()(token_ids=ids, padding_mask=mask)  # int32 [1, L]")
+             f"outputs = runner.get_signature_runner()({', '.join(f'{name}=...' for name in inputs)})"
+             f"  # int32 [1, {sequence_length}] each")
     return {"summary": f"TFLite fp32 + int8 dynamic-range, [1, {sequence_length}] ids in", "notes": notes,
             "usage": usage}
 
