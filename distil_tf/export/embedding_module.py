@@ -26,6 +26,7 @@ keras-hub layers, equal to float32 rounding).
 import tensorflow as tf
 
 from distil_tf.export import packing
+from distil_tf.export.checks import check_encoder_inputs
 from distil_tf.export.fused_encoder import FusedEncoder
 from distil_tf.export.inference_options import InferenceOptions, pad_to_bucket, with_compute_dtype
 from distil_tf.models import pooling as pooling_lib
@@ -85,18 +86,7 @@ class EmbeddingExportModule(tf.Module):
                 "its checkpoint, no trained BERT pooler): pass --pooling "
                 f"{'|'.join(pooling_lib.POOLINGS if encoder.architecture == 'bert' else pooling_lib.POOLINGS[1:])}"
             )
-        if max_sequence_length > encoder.max_sequence_length:
-            raise ValueError(
-                f"max_sequence_length {max_sequence_length} exceeds the model's "
-                f"{encoder.max_sequence_length} position embeddings; pass a smaller one"
-            )
-        if max_sequence_length < 2:
-            raise ValueError(f"max_sequence_length must be >= 2 ([CLS] [SEP]), got {max_sequence_length}")
-        if tokenizer.vocabulary_size() != encoder.vocabulary_size:
-            raise ValueError(
-                f"tokenizer vocabulary ({tokenizer.vocabulary_size()}) does not match the "
-                f"model's ({encoder.vocabulary_size})"
-            )
+        check_encoder_inputs(encoder, tokenizer, max_sequence_length, 2, "[CLS] [SEP]")
         self.options = InferenceOptions() if options is None else options
         if self.options.fused_graph:
             # Only the fused copy and the pooler are saved: no MLM head, no

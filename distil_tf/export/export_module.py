@@ -45,6 +45,7 @@ import tensorflow_text as tf_text
 
 from distil_tf.data import task_specs as registry
 from distil_tf.export import packing, span_decoding
+from distil_tf.export.checks import check_encoder_inputs
 from distil_tf.export.fused_encoder import FusedEncoder
 from distil_tf.export.inference_options import InferenceOptions, pad_to_bucket, with_compute_dtype
 from distil_tf.heads import CLASSIFICATION, REGRESSION, SPAN
@@ -136,13 +137,7 @@ class ExportModule(tf.Module):
                 "fine-tune the encoder on a task first (distil-tf finetune)"
             )
         encoder = model.encoder
-        if max_sequence_length > encoder.max_sequence_length:
-            raise ValueError(
-                f"max_sequence_length {max_sequence_length} exceeds the model's "
-                f"{encoder.max_sequence_length} position embeddings; pass a smaller one"
-            )
-        if max_sequence_length < 4:
-            raise ValueError(f"max_sequence_length must be >= 4, got {max_sequence_length}")
+        check_encoder_inputs(encoder, tokenizer, max_sequence_length, 4, "[CLS] text [SEP] text [SEP]")
         if head_type == SPAN:
             if max_query_length is None:
                 max_query_length = min(DEFAULT_MAX_QUERY_LENGTH, max_sequence_length // 2)
@@ -159,12 +154,6 @@ class ExportModule(tf.Module):
                 raise ValueError(f"doc_stride must be >= 1, got {doc_stride}")
             if max_windows < 1:
                 raise ValueError(f"max_windows must be >= 1, got {max_windows}")
-        if tokenizer.vocabulary_size() != encoder.vocabulary_size:
-            raise ValueError(
-                f"tokenizer vocabulary ({tokenizer.vocabulary_size()}) does not match the "
-                f"model's ({encoder.vocabulary_size})"
-            )
-
         self.options = InferenceOptions() if options is None else options
         if self.options.fused_graph:
             # The fused graph is float32; a mixed-precision model is cast once.
