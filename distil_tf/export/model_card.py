@@ -119,6 +119,10 @@ def _training_lines(provenance):
     for key in ("epochs", "max_seq_length", "seed"):
         if provenance.get(key) is not None:
             lines.append(f"- {key.replace('_', ' ')}: {provenance[key]}")
+    if provenance.get("preprocessing"):
+        # Served-equals-trained: a user of the export must pack text the same way.
+        lines.append("- preprocessing used in training (apply the same before tokenizing): "
+                     f"`{json.dumps(provenance['preprocessing'], sort_keys=True)}`")
     if provenance.get("optimizer"):
         lines.append(f"- optimizer: `{json.dumps(provenance['optimizer'], sort_keys=True)}`")
     return lines

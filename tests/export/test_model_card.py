@@ -23,6 +23,7 @@ PROVENANCE = {
     "epochs": 3.0,
     "max_seq_length": 66,
     "seed": 0,
+    "preprocessing": {"max_sequence_length": 66, "truncation": "head"},
 }
 METRICS = {"task": "glue/sst2", "steps": 1125,
            "evaluation": {"dev": {"accuracy": 0.8738, "examples": 872}}}
@@ -67,6 +68,7 @@ def test_card_of_a_run_records_recipe_data_metrics_and_command(tmp_path, tokeniz
         "0.5 x soft-target cross-entropy (KL at temperature T, scaled by T^2); 0.5 x task loss on the true labels",
         '- data: {"source": "local", "train_examples": 12000}',
         "- steps: 1125",
+        '(apply the same before tokenizing): `{"max_sequence_length": 66, "truncation": "head"}`',
         "Produced by `distil-tf distill-task --config config.yaml` in run directory `run`",
         '"accuracy": 0.8738',
         "- labels (id order): negative, positive",
