@@ -309,10 +309,11 @@ def _task_commands(commands):
 
 
 def _benchmark_commands(commands):
-    from distil_tf.benchmarks import speed, training_throughput
+    from distil_tf.benchmarks import retention, speed, training_throughput
 
     speed.register(commands)
     training_throughput.register(speed.benchmark_subparsers(commands))
+    retention.register(speed.benchmark_subparsers(commands))
 
 
 _EXTRA_COMMANDS = [_task_commands, _benchmark_commands]

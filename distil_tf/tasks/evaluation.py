@@ -75,6 +75,13 @@ def predict_outputs(model, dataset):
     return model.predict(dataset, verbose="auto")
 
 
+def predict_examples(model, tokenizer, spec, examples, sequence_length, batch_size=64):
+    """Per-example predictions of a GLUE/IMDb task model: class ids `[n]` or scores `[n]`."""
+    dataset = task_inputs.text_batches(spec, examples, tokenizer, sequence_length, batch_size)
+    logits = np.asarray(predict_outputs(model, dataset)["logits"])
+    return logits if spec.head_type == registry.REGRESSION else np.argmax(logits, axis=-1)
+
+
 def evaluate_examples(model, tokenizer, spec, examples, options, vocab_path=None):
     """Metrics of `model` on `examples` (`TextExample`s or `SquadQuestion`s).
 
@@ -95,10 +102,8 @@ def evaluate_examples(model, tokenizer, spec, examples, options, vocab_path=None
         if vocab_path is None:
             raise ValueError("SQuAD evaluation needs the model's vocab.txt (pass vocab_path)")
         return _evaluate_squad(model, tokenizer, spec, examples, options, length, vocab_path)
-    dataset = task_inputs.text_batches(spec, examples, tokenizer, length, options.batch_size)
-    logits = np.asarray(predict_outputs(model, dataset)["logits"])
+    predictions = predict_examples(model, tokenizer, spec, examples, length, options.batch_size)
     labels = np.asarray([example.label for example in examples])
-    predictions = logits if spec.head_type == registry.REGRESSION else np.argmax(logits, axis=-1)
     result = metrics_lib.compute_metrics(spec, predictions, labels)
     result["examples"] = len(examples)
     return result

@@ -1,0 +1,221 @@
+"""Does distillation pay? Teacher, distilled student and the same student without distillation, over seeds.
+
+    distil-tf benchmark retention --task glue/sst2 --teacher runs/sst2-teacher \
+        --student 0,2,4 --seeds 1,2,3 --out runs/retention --data-dir data/glue \
+        [--epochs 1 | --steps N] [--batch-size 32] [--max-seq-length 64] [--train-limit N]
+
+For every seed, two runs from the same start (the teacher's layers
+`--student` and its task head, `init-student`):
+- `distill-task` (the defaults a user gets: soft targets + labels);
+- `finetune` of that student on the labels alone (the baseline).
+Same data, steps, batch, length and seed. Each run is an ordinary run
+directory (config.yaml beside its model), so any row can be rerun by hand.
+
+The report (`retention.md`, `retention.json`):
+- dev score per row, mean +- sample std over seeds, % of the teacher;
+- a paired exact McNemar test of distilled vs plain per seed, on the dev
+  examples both classify (classification tasks): `b` = examples only the
+  distilled student gets right, `c` = only the plain one; p =
+  P(Binomial(b + c, 1/2) as extreme as observed), two-sided.
+
+Runs already finished in `--out` are reused (a report can be extended with
+more seeds, or resumed after a kill).
+"""
+
+import dataclasses
+import json
+import math
+import pathlib
+import statistics
+import time
+
+
+def mcnemar_exact(b, c):
+    """Two-sided exact McNemar p-value for discordant counts `b`, `c` (binomial, p = 1/2)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def discordant_counts(labels, first, second):
+    """(b, c): examples only `first` predicts right, only `second` does."""
+    b = sum(1 for y, p, q in zip(labels, first, second) if p == y and q != y)
+    c = sum(1 for y, p, q in zip(labels, first, second) if p != y and q == y)
+    return b, c
+
+
+@dataclasses.dataclass
+class RetentionConfig:
+    task: str = "glue/sst2"
+    # A task model fine-tuned on `task` (a model or run directory).
+    teacher: str = ""
+    # Teacher layers the student starts from (and the teacher's head).
+    student: str = "0,2,4"
+    seeds: tuple = (1, 2, 3)
+    out: str = ""
+    data_dir: str = ""
+    steps: int = 0
+    epochs: float = 1.0
+    batch_size: int = 32
+    max_seq_length: int = 64
+    train_limit: int = 0
+    # `--set` overrides applied to both runs of a seed (same recipe for both).
+    overrides: tuple = ()
+
+
+def _primary(metrics, spec):
+    return metrics[spec.primary_metric]
+
+
+def _task_config(cls, config, seed, out, **fields):
+    from distil_tf import config as config_lib
+    from distil_tf.training.finetune import TaskDataConfig
+
+    run = cls(task=config.task, out=str(out), steps=config.steps, epochs=config.epochs,
+              data=TaskDataConfig(data_dir=config.data_dir or None, max_seq_length=config.max_seq_length,
+                                  batch_size=config.batch_size, train_limit=config.train_limit or None),
+              **fields)
+    run.runtime.seed = seed
+    return config_lib.apply_overrides(run, list(config.overrides))
+
+
+def _run_once(out, start):
+    """Run `start()` unless `out` already holds a finished run; its metrics.json."""
+    from distil_tf import run_dir
+
+    if not (run_dir.is_run_directory(out) and run_dir.read_run(out).get("status") == "finished"):
+        start()
+    return json.loads((pathlib.Path(out) / "metrics.json").read_text())
+
+
+def run_retention(config):
+    """Teacher, distilled and plain students over `config.seeds`; writes and returns the report."""
+    from distil_tf import load_model, load_tokenizer, run_dir
+    from distil_tf.models.student_init import write_student
+    from distil_tf.tasks import registry, task_inputs
+    from distil_tf.tasks.evaluation import predict_examples
+    from distil_tf.training.finetune import (
+        DistillTaskConfig,
+        FinetuneConfig,
+        run_evaluation,
+        run_finetune,
+        run_task_distillation,
+    )
+
+    if not config.teacher or not config.out:
+        raise ValueError("pass --teacher (a task model fine-tuned on --task) and --out")
+    spec = registry.get_task(config.task)
+    out = pathlib.Path(config.out).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "retention_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    teacher = run_dir.resolve_model_path(config.teacher)
+    source = task_inputs.resolve_source(spec, config.data_dir or None)
+    dev = task_inputs.read_split(spec, "validation", source)
+    labels = [example.label for example in dev]
+    teacher_metrics = run_evaluation(teacher, config.task, data_dir=config.data_dir or None, split="validation")
+    teacher_score = _primary(teacher_metrics["evaluation"]["validation"], spec)
+
+    layers = [int(item) for item in config.student.split(",")]
+    start = out / "student-init"
+    if not (start / "config.json").is_file():
+        write_student(str(teacher), str(start), layer_map=layers, overwrite=True)
+    rows, comparisons = {"distilled": [], "plain": []}, []
+    for seed in config.seeds:
+        started = time.perf_counter()
+        distilled_dir, plain_dir = out / f"seed-{seed}" / "distilled", out / f"seed-{seed}" / "plain"
+        distilled = _run_once(distilled_dir, lambda: run_task_distillation(_task_config(
+            DistillTaskConfig, config, seed, distilled_dir, teacher=str(teacher), student=str(start))))
+        plain = _run_once(plain_dir, lambda: run_finetune(_task_config(
+            FinetuneConfig, config, seed, plain_dir, model=str(start))))
+        entry = {"seed": seed, "seconds": round(time.perf_counter() - started, 1),
+                 "distilled_seconds_per_step": distilled["seconds"] / max(distilled["steps"], 1),
+                 "plain_seconds_per_step": plain["seconds"] / max(plain["steps"], 1)}
+        for name, metrics in (("distilled", distilled), ("plain", plain)):
+            rows[name].append(_primary(metrics["evaluation"]["validation"], spec))
+        if spec.head_type == registry.CLASSIFICATION:
+            tokenizer = load_tokenizer(teacher)
+            predictions = [
+                predict_examples(load_model(directory), tokenizer, spec, dev, config.max_seq_length).tolist()
+                for directory in (distilled_dir, plain_dir)
+            ]
+            b, c = discordant_counts(labels, *predictions)
+            entry.update(only_distilled_right=b, only_plain_right=c, mcnemar_p=mcnemar_exact(b, c))
+        comparisons.append(entry)
+    report = {
+        "task": config.task, "metric": spec.primary_metric, "dev_examples": len(dev),
+        "teacher": {"model": str(teacher), "score": teacher_score},
+        "rows": {name: _summary(scores, teacher_score) for name, scores in rows.items()},
+        "seeds": comparisons,
+    }
+    (out / "retention.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "retention.md").write_text(format_report(report, config) + "\n")
+    return report
+
+
+def _summary(scores, teacher_score):
+    mean = statistics.mean(scores)
+    std = statistics.stdev(scores) if len(scores) > 1 else 0.0
+    return {"scores": scores, "mean": mean, "std": std, "kept": mean / teacher_score}
+
+
+def format_report(report, config):
+    metric = report["metric"]
+    lines = [
+        f"{report['task']} dev ({report['dev_examples']} examples), {metric}; student from teacher layers "
+        f"{config.student} and its head; seeds {', '.join(map(str, config.seeds))}.",
+        "",
+        f"| model | {metric} (mean +- std) | % of teacher | per seed |",
+        "|---|---|---|---|",
+        f"| teacher | {100 * report['teacher']['score']:.2f} | 100.0% | - |",
+    ]
+    names = {"distilled": "student, distill-task", "plain": "same student, finetune (labels only)"}
+    for key, row in report["rows"].items():
+        per_seed = ", ".join(f"{100 * score:.2f}" for score in row["scores"])
+        lines.append(f"| {names[key]} | {100 * row['mean']:.2f} +- {100 * row['std']:.2f} | "
+                     f"{100 * row['kept']:.1f}% | {per_seed} |")
+    if any("mcnemar_p" in seed for seed in report["seeds"]):
+        lines += ["", "| seed | only distilled right | only plain right | McNemar p (exact) | s/step distilled / plain |",
+                  "|---|---|---|---|---|"]
+        for seed in report["seeds"]:
+            lines.append(f"| {seed['seed']} | {seed['only_distilled_right']} | {seed['only_plain_right']} | "
+                         f"{seed['mcnemar_p']:.3g} | {seed['distilled_seconds_per_step']:.3f} / "
+                         f"{seed['plain_seconds_per_step']:.3f} |")
+    return "\n".join(lines)
+
+
+def register(benchmarks):
+    """`distil-tf benchmark retention` on the shared `benchmark` subparsers."""
+    parser = benchmarks.add_parser(
+        "retention", help="teacher vs distilled vs plainly fine-tuned student over seeds, with McNemar tests")
+    parser.add_argument("--task", default="glue/sst2")
+    parser.add_argument("--teacher", required=True, help="task model (or run directory) fine-tuned on --task")
+    parser.add_argument("--student", default="0,2,4", help="teacher layers of the student")
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--data-dir", default="")
+    parser.add_argument("--steps", type=int, default=0)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-seq-length", type=int, default=64)
+    parser.add_argument("--train-limit", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for both runs of every seed")
+    parser.set_defaults(handler=_command)
+
+
+def _command(args):
+    try:
+        seeds = tuple(int(seed) for seed in args.seeds.split(","))
+    except ValueError:
+        raise ValueError(f"--seeds expects comma-separated integers, got '{args.seeds}'") from None
+    config = RetentionConfig(
+        task=args.task, teacher=args.teacher, student=args.student, seeds=seeds, out=args.out,
+        data_dir=args.data_dir, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size,
+        max_seq_length=args.max_seq_length, train_limit=args.train_limit, overrides=tuple(args.set),
+    )
+    report = run_retention(config)
+    print(format_report(report, config))
+    print(f"\nwritten to {pathlib.Path(args.out) / 'retention.md'}")

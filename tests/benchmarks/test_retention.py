@@ -1,0 +1,63 @@
+"""`distil-tf benchmark retention`: the exact McNemar test and a tiny end-to-end report."""
+
+import json
+
+import pytest
+
+from distil_tf.benchmarks import retention
+
+
+@pytest.mark.parametrize("b, c", [(0, 0), (1, 0), (10, 2), (2, 10), (7, 7), (25, 11), (0, 9), (40, 60)])
+def test_mcnemar_exact_equals_scipy_binomial_test(b, c):
+    stats = pytest.importorskip("scipy.stats")
+    expected = 1.0 if b + c == 0 else stats.binomtest(b, b + c, 0.5).pvalue
+    assert retention.mcnemar_exact(b, c) == pytest.approx(expected, rel=1e-12)
+
+
+def test_mcnemar_on_known_tables():
+    # Agresti's textbook case: 10 vs 2 discordant pairs, exact two-sided p = 0.0386.
+    assert retention.mcnemar_exact(10, 2) == pytest.approx(0.03857421875)
+    assert retention.mcnemar_exact(3, 3) == 1.0
+
+
+def test_discordant_counts():
+    labels = [1, 0, 1, 1, 0]
+    assert retention.discordant_counts(labels, [1, 0, 0, 1, 1], [0, 0, 1, 1, 0]) == (1, 2)
+
+
+def _write_sst2(root):
+    sst2 = root / "SST-2"
+    sst2.mkdir(parents=True)
+    rows = [("the movie was good", 1), ("a bad film", 0), ("very fun", 1), ("boring and bad", 0),
+            ("it was great !", 1), ("not good", 0), ("a fun film", 1), ("bad , boring", 0)]
+    body = "".join(f"{text}\t{label}\n" for text, label in rows)
+    (sst2 / "train.tsv").write_text("sentence\tlabel\n" + body)
+    (sst2 / "dev.tsv").write_text("sentence\tlabel\n" + body)
+    return root
+
+
+def test_a_tiny_report_end_to_end(tmp_path, tiny_hf_bert_model, capsys):
+    from distil_tf import cli
+
+    glue = _write_sst2(tmp_path / "glue")
+    flags = ["--steps", "2", "--batch-size", "4", "--max-seq-length", "16"]
+    assert cli.main(["finetune", "--task", "glue/sst2", "--model", str(tiny_hf_bert_model), "--out",
+                     str(tmp_path / "teacher"), "--data-dir", str(glue), *flags]) == 0
+    capsys.readouterr()
+    argv = ["benchmark", "retention", "--teacher", str(tmp_path / "teacher"), "--student", "0,1", "--seeds", "1,2",
+            "--out", str(tmp_path / "report"), "--data-dir", str(glue), *flags]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "report" / "retention.json").read_text())
+    assert report["dev_examples"] == 8 and len(report["rows"]["distilled"]["scores"]) == 2
+    for seed in report["seeds"]:
+        assert seed["only_distilled_right"] + seed["only_plain_right"] <= 8
+        assert 0.0 < seed["mcnemar_p"] <= 1.0
+    assert "| same student, finetune (labels only) |" in printed and "McNemar p (exact)" in printed
+    # Each row is an ordinary run directory with its config beside the model.
+    assert (tmp_path / "report" / "seed-1" / "distilled" / "config.yaml").is_file()
+    assert json.loads((tmp_path / "report" / "seed-2" / "plain" / "run.json").read_text())[
+        "distil_tf_run"]["status"] == "finished"
+    # A rerun reuses the finished runs.
+    assert cli.main(argv) == 0
+    assert json.loads((tmp_path / "report" / "retention.json").read_text())["rows"] == report["rows"]
