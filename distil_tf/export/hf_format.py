@@ -189,6 +189,24 @@ def check_head_pooling(model):
             f"this {architecture} classifier pools with '{model.pooling}', but {class_name} reads "
             f"{reads} ('{expected}'); the head has no exact Hugging Face class, so it is not exported"
         )
+    check_reference_head_layers(model, "Hugging Face")
+
+
+def check_reference_head_layers(model, target):
+    """Raise unless the head has the reference class's layers: DistilBERT's pre-classifier, BERT's none.
+
+    A student that inherited a BERT teacher's head (`student_init.student_task_model`)
+    is a DistilBERT without the pre-classifier: no DistilBERT class of `target` holds it.
+    """
+    if model.head_type == "span":
+        return
+    reference = model.encoder.architecture == "distilbert"
+    if model.has_pre_classifier != reference:
+        has = "has a Dense+ReLU pre-classifier" if model.has_pre_classifier else "has no pre-classifier"
+        raise ValueError(
+            f"this {model.encoder.architecture} classifier {has} (a head inherited from its teacher), unlike "
+            f"{target}'s {model.encoder.architecture} classifier; the head cannot be exported exactly"
+        )
 
 
 def hf_checkpoint(model):

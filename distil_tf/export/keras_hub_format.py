@@ -71,6 +71,9 @@ def _classifier(model, backbone, tokenizer, sequence_length):
             f"this {architecture} classifier pools with '{model.pooling}', but keras-hub's text classifier "
             f"reads '{expected}'; the head cannot be a keras-hub preset exactly, so it is not exported"
         )
+    from distil_tf.export.hf_format import check_reference_head_layers
+
+    check_reference_head_layers(model, "keras-hub")
     if architecture == "bert":
         preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=sequence_length)
         classifier = keras_hub.models.BertTextClassifier(

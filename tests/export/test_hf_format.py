@@ -322,3 +322,21 @@ def test_model_without_tokenizer_is_refused(tmp_path, tokenizer):
         export_to_format(source, out, "hf")
     assert not out.exists()
     assert _no_leftovers(tmp_path) == []
+
+
+def test_an_inherited_head_without_a_pre_classifier_is_refused(tmp_path, tiny_hf_bert_mlm):
+    from distil_tf import load_model
+    from distil_tf.export.hf_format import check_reference_head_layers
+    from distil_tf.export.keras_hub_format import write_keras_hub_export
+    from distil_tf.models import TaskModel
+    from distil_tf.models.student_init import student_task_model
+    from distil_tf.text import load_tokenizer
+
+    teacher = TaskModel.from_encoder(load_model(tiny_hf_bert_mlm), "classification", num_classes=2,
+                                     task_name="glue/sst2", pooling="cls")
+    student, _, head = student_task_model(teacher, num_layers=2)
+    assert head == "inherited from the teacher" and student.pre_classifier is None
+    with pytest.raises(ValueError, match="distilbert classifier has no pre-classifier .* Hugging Face's"):
+        check_reference_head_layers(student, "Hugging Face")
+    with pytest.raises(ValueError, match="unlike keras-hub's distilbert classifier"):
+        write_keras_hub_export(student, load_tokenizer(tiny_hf_bert_mlm), tmp_path / "kh")
