@@ -4,6 +4,10 @@ A tiny budget (a few steps per model, 3 latency sentences) on the real
 teacher (all-MiniLM-L6-v2) and the real SST-2 files: the run must end with
 its three-row table, write `runs/demo/demo.json` under the working
 directory, and print no Python warnings or TensorFlow C++ log lines.
+
+Marked `large` (about 4 minutes on 2 cores): `make test-all` runs it, and
+every release rehearses `make demo` itself on a fresh clone. The README
+tour test (default tier) covers the same commands at CI's budget.
 """
 
 import json
@@ -15,6 +19,7 @@ import sys
 import pytest
 
 
+@pytest.mark.large
 def test_demo_runs_from_any_directory_with_the_default_out(tmp_path, shared_data, minilm_dir):
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     env["DISTIL_TF_DATA"] = str(shared_data)
