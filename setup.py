@@ -52,7 +52,7 @@ setup(
     package_data={"distil_tf": ["configs/*.yaml"]},  # shipped run configs
     install_requires=RUNTIME,
     extras_require={
-        "test": ["pytest>=8", "scipy", "scikit-learn"] + REFERENCE + TFLITE,
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "scipy", "scikit-learn"] + REFERENCE + TFLITE,
         "tflite": TFLITE,
         "reference": REFERENCE,
         "bench": REFERENCE + ["onnxruntime", "onnx"],

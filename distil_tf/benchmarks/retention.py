@@ -2,7 +2,8 @@
 
     distil-tf benchmark retention --task glue/sst2 --teacher runs/sst2-teacher \
         --student 0,2,4 --seeds 1,2,3 --out runs/retention --data-dir data/glue \
-        [--epochs 1 | --steps N] [--batch-size 32] [--max-seq-length 64] [--train-limit N]
+        [--epochs 1 | --steps N] [--batch-size 32] [--max-seq-length 64] [--train-limit N] \
+        [--set KEY=VALUE] [--distill-set KEY=VALUE] [--plain-from runs/retention-baseline]
 
 For every seed, two runs from the same start (the teacher's layers
 `--student` and its task head, `init-student`):
@@ -19,7 +20,11 @@ The report (`retention.md`, `retention.json`):
   P(Binomial(b + c, 1/2) as extreme as observed), two-sided.
 
 Runs already finished in `--out` are reused (a report can be extended with
-more seeds, or resumed after a kill).
+more seeds, or resumed after a kill). `--distill-set` overrides the
+distilled run only (say `distillation.augment=2`), and `--plain-from` takes
+the baseline runs from another report of the same recipe, so comparing
+distillation variants trains the baseline once; a baseline whose saved
+config differs from this report's is refused, never compared silently.
 """
 
 import dataclasses
@@ -64,13 +69,17 @@ class RetentionConfig:
     train_limit: int = 0
     # `--set` overrides applied to both runs of a seed (same recipe for both).
     overrides: tuple = ()
+    # `--distill-set` overrides of the distilled run only (distillation options).
+    distill_overrides: tuple = ()
+    # Another report directory whose seed-N/plain runs are this report's baseline.
+    plain_from: str = ""
 
 
 def _primary(metrics, spec):
     return metrics[spec.primary_metric]
 
 
-def _task_config(cls, config, seed, out, **fields):
+def _task_config(cls, config, seed, out, extra_overrides=(), **fields):
     from distil_tf import config as config_lib
     from distil_tf.training.finetune import TaskDataConfig
 
@@ -79,7 +88,42 @@ def _task_config(cls, config, seed, out, **fields):
                                   batch_size=config.batch_size, train_limit=config.train_limit or None),
               **fields)
     run.runtime.seed = seed
-    return config_lib.apply_overrides(run, list(config.overrides))
+    return config_lib.apply_overrides(run, list(config.overrides) + list(extra_overrides))
+
+
+def _check_same_start(config, other_report):
+    """The baseline report must start its students from the same teacher layers."""
+    path = other_report / "retention_config.json"
+    if not path.is_file():
+        raise ValueError(f"--plain-from {other_report} is not a retention report (no retention_config.json)")
+    other = json.loads(path.read_text())
+    for key in ("task", "teacher", "student"):
+        if other.get(key) != getattr(config, key):
+            raise ValueError(
+                f"--plain-from {other_report} has {key} '{other.get(key)}', this report '{getattr(config, key)}'"
+            )
+
+
+def check_same_recipe(run_config, out):
+    """Refuse a finished run in `out` whose saved config is not `run_config` (paths aside)."""
+    import yaml
+
+    from distil_tf import config as config_lib
+
+    saved_path = pathlib.Path(out) / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved, wanted = yaml.safe_load(saved_path.read_text()), config_lib.to_dict(run_config)
+    # Where the run lives and where its start was copied to are not the recipe.
+    for values in (saved, wanted):
+        values.pop("out", None)
+        values.pop("model", None)
+    differing = sorted(key for key in set(saved) | set(wanted) if saved.get(key) != wanted.get(key))
+    if differing:
+        raise ValueError(
+            f"the baseline run {out} was trained with another recipe (differs in: {', '.join(differing)}); "
+            "rerun it or drop --plain-from"
+        )
 
 
 def _run_once(out, start):
@@ -119,18 +163,24 @@ def run_retention(config):
     teacher_score = _primary(teacher_metrics["evaluation"]["validation"], spec)
 
     layers = [int(item) for item in config.student.split(",")]
+    plain_root = pathlib.Path(config.plain_from).absolute() if config.plain_from else out
+    if config.plain_from:
+        _check_same_start(config, plain_root)
     start = out / "student-init"
     if not (start / "config.json").is_file():
         write_student(str(teacher), str(start), layer_map=layers, overwrite=True)
     rows, comparisons = {"distilled": [], "plain": []}, []
     for seed in config.seeds:
         started = time.perf_counter()
-        distilled_dir, plain_dir = out / f"seed-{seed}" / "distilled", out / f"seed-{seed}" / "plain"
+        distilled_dir, plain_dir = out / f"seed-{seed}" / "distilled", plain_root / f"seed-{seed}" / "plain"
         distilled = _run_once(distilled_dir, lambda: run_task_distillation(_task_config(
-            DistillTaskConfig, config, seed, distilled_dir, teacher=str(teacher), student=str(start))))
-        plain = _run_once(plain_dir, lambda: run_finetune(_task_config(
-            FinetuneConfig, config, seed, plain_dir, model=str(start))))
+            DistillTaskConfig, config, seed, distilled_dir, config.distill_overrides,
+            teacher=str(teacher), student=str(start))))
+        plain_config = _task_config(FinetuneConfig, config, seed, plain_dir, model=str(start))
+        check_same_recipe(plain_config, plain_dir)
+        plain = _run_once(plain_dir, lambda: run_finetune(plain_config))
         entry = {"seed": seed, "seconds": round(time.perf_counter() - started, 1),
+                 "distilled_steps": distilled["steps"], "plain_steps": plain["steps"],
                  "distilled_seconds_per_step": distilled["seconds"] / max(distilled["steps"], 1),
                  "plain_seconds_per_step": plain["seconds"] / max(plain["steps"], 1)}
         for name, metrics in (("distilled", distilled), ("plain", plain)):
@@ -146,6 +196,8 @@ def run_retention(config):
         comparisons.append(entry)
     report = {
         "task": config.task, "metric": spec.primary_metric, "dev_examples": len(dev),
+        "recipe": list(config.overrides), "distillation_options": list(config.distill_overrides),
+        "baseline_runs": str(plain_root),
         "teacher": {"model": str(teacher), "score": teacher_score},
         "rows": {name: _summary(scores, teacher_score) for name, scores in rows.items()},
         "seeds": comparisons,
@@ -166,6 +218,8 @@ def format_report(report, config):
     lines = [
         f"{report['task']} dev ({report['dev_examples']} examples), {metric}; student from teacher layers "
         f"{config.student} and its head; seeds {', '.join(map(str, config.seeds))}.",
+        f"Distillation options: {' '.join(config.distill_overrides) or 'the defaults'}; "
+        f"shared recipe: {' '.join(config.overrides) or 'the defaults'}.",
         "",
         f"| model | {metric} (mean +- std) | % of teacher | per seed |",
         "|---|---|---|---|",
@@ -177,12 +231,12 @@ def format_report(report, config):
         lines.append(f"| {names[key]} | {100 * row['mean']:.2f} +- {100 * row['std']:.2f} | "
                      f"{100 * row['kept']:.1f}% | {per_seed} |")
     if any("mcnemar_p" in seed for seed in report["seeds"]):
-        lines += ["", "| seed | only distilled right | only plain right | McNemar p (exact) | s/step distilled / plain |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "| seed | only distilled right | only plain right | McNemar p (exact) | steps distilled / plain "
+                  "| s/step distilled / plain |", "|---|---|---|---|---|---|"]
         for seed in report["seeds"]:
             lines.append(f"| {seed['seed']} | {seed['only_distilled_right']} | {seed['only_plain_right']} | "
-                         f"{seed['mcnemar_p']:.3g} | {seed['distilled_seconds_per_step']:.3f} / "
-                         f"{seed['plain_seconds_per_step']:.3f} |")
+                         f"{seed['mcnemar_p']:.3g} | {seed.get('distilled_steps', '-')} / {seed.get('plain_steps', '-')} "
+                         f"| {seed['distilled_seconds_per_step']:.3f} / {seed['plain_seconds_per_step']:.3f} |")
     return "\n".join(lines)
 
 
@@ -203,6 +257,10 @@ def register(benchmarks):
     parser.add_argument("--train-limit", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for both runs of every seed")
+    parser.add_argument("--distill-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override of the distilled runs only, e.g. distillation.augment=2")
+    parser.add_argument("--plain-from", default="",
+                        help="another report directory whose seed-N/plain runs (same recipe) are the baseline")
     parser.set_defaults(handler=_command)
 
 
@@ -215,6 +273,7 @@ def _command(args):
         task=args.task, teacher=args.teacher, student=args.student, seeds=seeds, out=args.out,
         data_dir=args.data_dir, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size,
         max_seq_length=args.max_seq_length, train_limit=args.train_limit, overrides=tuple(args.set),
+        distill_overrides=tuple(args.distill_set), plain_from=args.plain_from,
     )
     report = run_retention(config)
     print(format_report(report, config))

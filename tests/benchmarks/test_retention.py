@@ -61,3 +61,21 @@ def test_a_tiny_report_end_to_end(tmp_path, tiny_hf_bert_model, capsys):
     # A rerun reuses the finished runs.
     assert cli.main(argv) == 0
     assert json.loads((tmp_path / "report" / "retention.json").read_text())["rows"] == report["rows"]
+
+    # A variant of the distillation reuses the baseline of the same recipe.
+    variant = ["benchmark", "retention", "--teacher", str(tmp_path / "teacher"), "--student", "0,1", "--seeds", "1",
+               "--out", str(tmp_path / "variant"), "--data-dir", str(glue), *flags,
+               "--distill-set", "distillation.temperature=1.0", "--plain-from", str(tmp_path / "report")]
+    assert cli.main(variant) == 0
+    assert not (tmp_path / "variant" / "seed-1" / "plain").exists()
+    distilled_config = (tmp_path / "variant" / "seed-1" / "distilled" / "config.yaml").read_text()
+    assert "temperature: 1.0" in distilled_config
+    varied = json.loads((tmp_path / "variant" / "retention.json").read_text())
+    assert varied["rows"]["plain"] == report["rows"]["plain"]
+    assert varied["distillation_options"] == ["distillation.temperature=1.0"]
+    # ...and refuses a baseline trained with another recipe.
+    capsys.readouterr()
+    other_recipe = variant[:] + ["--set", "optimizer.learning_rate=0.001"]
+    other_recipe[other_recipe.index(str(tmp_path / "variant"))] = str(tmp_path / "other")
+    assert cli.main(other_recipe) == 2
+    assert "another recipe (differs in: optimizer)" in capsys.readouterr().err
