@@ -26,11 +26,11 @@ def _data_fields(args):
     return [f"{key}={value}" for key, value in fields.items() if value is not None]
 
 
-def _resolve(cls, args, **fields):
+def _resolve(cls, args, extra=(), **fields):
     from distil_tf.cli.common import resolve_training_config
 
     # Explicit data flags sit with the training flags: after the YAML, before --set.
-    return resolve_training_config(cls, args, _FLAG_FIELDS, extra_flag_overrides=_data_fields(args),
+    return resolve_training_config(cls, args, _FLAG_FIELDS, extra_flag_overrides=[*_data_fields(args), *extra],
                                    **{k: v for k, v in fields.items() if v})
 
 
@@ -53,8 +53,15 @@ def cmd_finetune(args):
 def cmd_distill_task(args):
     from distil_tf.training.finetune import DISTILLED_MODEL_DIR, DistillTaskConfig, run_task_distillation
 
-    config = _resolve(DistillTaskConfig, args, task=args.task, teacher=args.teacher, student=args.student,
-                      out=args.out)
+    transfer = []
+    if args.no_cache:
+        transfer.append("distillation.cache_teacher_outputs=false")
+    if args.augment is not None:
+        transfer.append(f"distillation.augment={args.augment}")
+    config = _resolve(DistillTaskConfig, args, extra=transfer, task=args.task, teacher=args.teacher,
+                      student=args.student, out=args.out)
+    if args.unlabeled:
+        config.distillation.unlabeled = list(args.unlabeled)
     summary = run_task_distillation(config)
     _print_summary(summary, f"{config.out}/{DISTILLED_MODEL_DIR}")
 
@@ -137,6 +144,16 @@ def register(commands):
     distill.add_argument("--student", required=True,
                          help="student directory, or a layer map (0,3,5) / depth (3) from the teacher's encoder")
     distill.add_argument("--out", required=True, help="run directory")
+    distill.add_argument("--augment", type=int, metavar="N",
+                         help="N perturbed copies of each training example, labelled by the teacher only "
+                              "(masking, embedding-neighbour substitution, word dropout, n-grams; Tang et al. "
+                              "2019); not for SQuAD")
+    distill.add_argument("--unlabeled", nargs="+", metavar="FILE",
+                         help="in-domain text, one example a line (text_a<TAB>text_b for pair tasks), "
+                              "labelled by the teacher only")
+    distill.add_argument("--no-cache", action="store_true",
+                         help="run the teacher in every train step instead of scoring the transfer set once "
+                              "into OUT/teacher_outputs")
     _add_data_flags(distill)
     add_training_flags(distill)
     distill.set_defaults(handler=cmd_distill_task)

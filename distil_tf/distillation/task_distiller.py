@@ -67,6 +67,26 @@ def per_example_supervised_loss(head_type, labels, outputs):
     raise ValueError(f"unknown head type '{head_type}'; expected classification, regression or span")
 
 
+# Label keys of transfer-set batches (`distil_tf.distillation.transfer_set`).
+CACHED_TEACHER_OUTPUTS = "teacher_outputs"
+LABEL_WEIGHT = "label_weight"
+
+
+def label_weights(labels):
+    """The batch's label weights, float32 `[batch]` (1 labelled, 0 teacher-only), or None: all labelled."""
+    if not isinstance(labels, dict) or LABEL_WEIGHT not in labels:
+        return None
+    return ops.cast(labels[LABEL_WEIGHT], "float32")
+
+
+def global_sum(value):
+    """`value` summed over replicas (one scalar all-reduce under several)."""
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+    return value
+
+
 def _describe_head(model):
     if model.head_type == "classification":
         return f"classification head of {model.num_classes} classes"
@@ -77,18 +97,21 @@ def _describe_head(model):
 class TaskDistiller(DistributedBuildMixin, keras.distillation.Distiller):
     """Distil a frozen, fine-tuned teacher `TaskModel` into a student `TaskModel`.
 
-    Teacher logits are computed on the fly by the frozen teacher inside the
-    train step (inference mode, gradients stopped), as `MaskedLMDistiller`
-    does, rather than cached to disk once. Why: one code path that works
-    with shuffling, any distribution strategy and step-exact resume, and no
-    cache to invalidate when the tokenization, sequence length or teacher
-    changes; SQuAD span logits would also take `[windows, 384, 2]` floats
-    (~270 MB for the train set). The cost is one teacher forward pass per
-    step: with a 6-layer teacher and a 3-layer student, about +60% step time
-    on a CPU (a forward pass is roughly a third of a training step).
+    The teacher's logits come from one of two places. By default
+    `distill-task` scores the whole transfer set once, in inference mode,
+    and caches the outputs with the exact token ids
+    (`distil_tf.distillation.transfer_set`): batches then carry them as
+    `labels["teacher_outputs"]` and the train step never runs the teacher.
+    Without them (`--no-cache`, or when `needs_teacher_forward`), the frozen
+    teacher runs inside every train step (inference mode, gradients
+    stopped), as `MaskedLMDistiller` does: about +60% step time with a
+    6-layer teacher and a 3-layer student on a CPU (a forward pass is
+    roughly a third of a training step).
 
     Batches are `(features, labels)` with labels keyed like the outputs
-    (`distil_tf.tasks.task_losses`).
+    (`distil_tf.tasks.task_losses`), optionally with `label_weight` `[batch]`
+    (1 labelled, 0 teacher-only: augmented copies, unlabeled text; the
+    supervised term averages over labelled rows only) and `teacher_outputs`.
 
     Args:
         teacher: `TaskModel`, fine-tuned on the task (frozen here).
@@ -164,6 +187,24 @@ class TaskDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         inherited = [metric for metric in super().metrics if metric.name != "total_loss"]
         return inherited + [self.tokens_tracker]
 
+    @property
+    def needs_teacher_forward(self):
+        """True when the loss needs more of the teacher than its task logits.
+
+        A cache of the teacher's logits (`distil_tf.distillation.transfer_set`)
+        cannot serve a term on its hidden states: the teacher must then run
+        every step.
+        """
+        return getattr(self, "alpha_hidden", 0) > 0
+
+    def loss_normalizers(self, x, y=None):
+        """This replica's example counts, all and labelled (train-step hook)."""
+        normalizers = super().loss_normalizers(x, y)
+        # The supervised term's count: labelled rows only (transfer sets).
+        weights = label_weights(y)
+        normalizers["labelled"] = normalizers["examples"] if weights is None else ops.sum(weights)
+        return normalizers
+
     def loss_terms(self, inputs, labels, student_outputs, normalizers=None):
         """`{"distillation": ..., "task": ...}`, unweighted float32 scalars.
 
@@ -172,7 +213,11 @@ class TaskDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         batch's share of the mean over the update, computed without a
         collective; without, the mean over this batch (all-reduced).
         """
-        teacher_outputs = self.teacher(inputs, training=False)
+        if isinstance(labels, dict) and CACHED_TEACHER_OUTPUTS in labels:
+            # Scored once before training (`transfer_set.TeacherOutputCache`): no teacher pass here.
+            teacher_outputs = labels[CACHED_TEACHER_OUTPUTS]
+        else:
+            teacher_outputs = self.teacher(inputs, training=False)
         teacher_outputs = keras.tree.map_structure(ops.stop_gradient, teacher_outputs)
         denominator = None if normalizers is None else normalizers["examples"]
         zero = ops.zeros((), "float32")
@@ -183,11 +228,17 @@ class TaskDistiller(DistributedBuildMixin, keras.distillation.Distiller):
                 distillation = distillation + weight * value
         task = zero
         if self.alpha_task > 0:
-            if denominator is None:
+            weights = label_weights(labels)
+            if denominator is None and weights is None:
                 task = task_losses.supervised_loss(self.head_type, labels, student_outputs)
-            else:
+            elif weights is None:
                 per_example = per_example_supervised_loss(self.head_type, labels, student_outputs)
                 task = ops.sum(per_example) / ops.maximum(denominator, 1.0)
+            else:
+                # Augmented and unlabeled rows (weight 0) carry the teacher's targets only.
+                per_example = per_example_supervised_loss(self.head_type, labels, student_outputs)
+                labelled = global_sum(ops.sum(weights)) if normalizers is None else normalizers["labelled"]
+                task = ops.sum(weights * per_example) / ops.maximum(labelled, 1.0)
         return {"distillation": distillation, "task": task}
 
     def _total(self, terms):

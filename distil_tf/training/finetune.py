@@ -107,6 +107,24 @@ class TaskDistillationConfig:
     alpha_ce: float = 0.5
     alpha_task: float = 0.5
     temperature: float = 2.0
+    # Score the transfer set with the teacher once (inference mode) into
+    # OUT/teacher_outputs and train from it: no teacher pass per step.
+    # False (--no-cache): the teacher runs inside every train step.
+    cache_teacher_outputs: bool = True
+    # Perturbed copies of each training example, labelled by the teacher only
+    # (Tang et al., 2019; distil_tf.data.augmentation). Not for span tasks.
+    augment: int = 0
+    # Per-word probabilities of the copies: [MASK], an embedding neighbour,
+    # dropping the word; then keeping only a random 1..5-gram.
+    augment_mask: float = 0.1
+    augment_substitute: float = 0.1
+    augment_word_dropout: float = 0.1
+    augment_ngram: float = 0.25
+    # Nearest neighbours per word in the teacher's word embeddings.
+    augment_neighbours: int = 10
+    # In-domain text files, one example a line (text_a<TAB>text_b for pair
+    # tasks), labelled by the teacher only.
+    unlabeled: typing.List[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -198,12 +216,14 @@ class _TaskRun:
             self.train_items = self.train_examples
         self.eval_splits = task_inputs.evaluation_splits(self.spec, self.source, config.data.eval_split)
 
-    def steps(self, config):
+    def steps(self, config, examples=None):
+        """Batches of the run: `--steps`, else epochs over `examples` (default: the training items)."""
+        examples = len(self.train_items) if examples is None else examples
         if config.steps:
             return config.steps
         if config.epochs <= 0:
             raise ValueError(f"epochs must be > 0 (or pass --steps), got {config.epochs}")
-        steps = max(1, math.ceil(config.epochs * len(self.train_items) / config.data.batch_size))
+        steps = max(1, math.ceil(config.epochs * examples / config.data.batch_size))
         # Whole updates (an explicit --steps must be a multiple; see build_optimizer).
         accumulation = max(config.optimizer.gradient_accumulation_steps, 1)
         return accumulation * math.ceil(steps / accumulation)
@@ -248,11 +268,11 @@ def evaluate_on_splits(model, tokenizer, spec, source, splits, options, vocab_pa
     return results
 
 
-def _train(model, config, run, tokenizer, out_dir, strategy):
+def _train(model, config, run, tokenizer, out_dir, strategy, make_train=None):
     from distil_tf.tasks import task_inputs
     from distil_tf.training.fit import fit
 
-    make_train = task_inputs.train_dataset_factory(
+    make_train = make_train or task_inputs.train_dataset_factory(
         run.spec, run.train_items, tokenizer, run.sequence_length, seed=config.runtime.seed,
         # XLA and TPUs compile one program per shape: static batches there.
         trim=config.data.trim_padding and not _static_shapes(config),
@@ -298,7 +318,8 @@ def _start_run(config, out_dir, command):
         mark_run_started(out_dir, command)
 
 
-def _finish(config, run, model, tokenizer, out_dir, model_dir, provenance, steps, result, seconds, vocab_path):
+def _finish(config, run, model, tokenizer, out_dir, model_dir, provenance, steps, result, seconds, vocab_path,
+            extra=None):
     from distil_tf.models import save_model
 
     # Saved before scoring: a failing evaluation must not lose the training.
@@ -319,6 +340,7 @@ def _finish(config, run, model, tokenizer, out_dir, model_dir, provenance, steps
         "final_train_loss": {key: float(values[-1]) for key, values in result["history"].items()},
         "data": dict(run.data_summary(config), eval_limit=config.data.eval_limit, eval_skip=config.data.eval_skip),
         "evaluation": evaluation,
+        **(extra or {}),
     }
     if is_chief():
         (out_dir / METRICS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
@@ -403,6 +425,68 @@ def build_student(config, teacher, tokenizer, spec):
     return build_task_model(student, spec), layer_map, head
 
 
+def _transfer_set(config, run, teacher, tokenizer):
+    """The run's `TransferSet`: training items, augmented copies, unlabeled lines (validated here)."""
+    from distil_tf.distillation import transfer_set
+
+    settings = config.distillation
+    augmentation = transfer_set.AugmentationSettings(
+        copies=settings.augment, mask=settings.augment_mask, substitute=settings.augment_substitute,
+        ngram=settings.augment_ngram, word_dropout=settings.augment_word_dropout,
+        neighbours=settings.augment_neighbours,
+    )
+    return transfer_set.TransferSet(
+        run.spec, run.train_items, tokenizer, run.sequence_length, augmentation,
+        # Built on first use only: a cache hit never needs the neighbour table.
+        augmenter=lambda: transfer_set.build_augmenter(teacher, tokenizer, augmentation),
+        unlabeled=settings.unlabeled, seed=config.runtime.seed,
+    )
+
+
+def _transfer_set_input(config, transfer, distiller, out_dir, strategy):
+    """`(make_train or None, summary)`: batches from the teacher-output cache, the augmented stream, or today's.
+
+    None means the plain pipeline of `_train` (no cache, no extra examples).
+    """
+    import tensorflow as tf
+
+    from distil_tf.distillation import transfer_set
+
+    summary = dict(transfer.counts, total=len(transfer), augment=config.distillation.augment,
+                   unlabeled_files=list(transfer.unlabeled), teacher_outputs=transfer_set.BYPASSED)
+    static = _static_shapes(config)
+    trim = config.data.trim_padding and not static
+    reason = None
+    if not config.distillation.cache_teacher_outputs:
+        reason = "--no-cache"
+    elif distiller.needs_teacher_forward:
+        reason = "the hidden-state term (alpha_hidden > 0) needs the teacher's hidden states every step"
+        print(f"teacher outputs: not cached: {reason}")
+    elif isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        reason = "a multi-worker run (the cache is written by one process)"
+        print(f"teacher outputs: not cached: {reason}")
+    if reason is not None:
+        summary["cache_bypass_reason"] = reason
+        if not (transfer.counts["augmented"] or transfer.counts["unlabeled"]):
+            return None, summary
+        return transfer_set.on_the_fly_factory(
+            transfer, distiller.student.num_classes, config.runtime.seed, trim=trim, drop_remainder=static
+        ), summary
+    directory = out_dir / transfer_set.CACHE_DIR
+    fingerprint = transfer_set.fingerprint(transfer, distiller.teacher, config.runtime.precision, extra={
+        "train_split": config.data.train_split, "train_limit": config.data.train_limit,
+        "train_skip": config.data.train_skip, "doc_stride": config.data.doc_stride,
+        "max_query_length": config.data.max_query_length,
+    })
+    cache = transfer_set.TeacherOutputCache(directory, transfer, distiller.teacher, fingerprint,
+                                            batch_size=config.evaluation.batch_size)
+    status = cache.ensure()
+    if status == transfer_set.BUILT:
+        print(f"teacher outputs: scored {cache.manifest['records']} examples once into {directory}")
+    summary.update(teacher_outputs=status, cache_dir=str(directory))
+    return cache.dataset_factory(config.runtime.seed, trim=trim, drop_remainder=static), summary
+
+
 def run_task_distillation(config):
     """Distil a fine-tuned teacher into a student on a task; save and score the student.
 
@@ -411,6 +495,7 @@ def run_task_distillation(config):
     """
     import keras
 
+    from distil_tf.distillation import transfer_set
     from distil_tf.distillation.task_distiller import TaskDistiller
     from distil_tf.tasks import registry
     from distil_tf.tasks.evaluation import check_model_matches_task
@@ -420,6 +505,7 @@ def run_task_distillation(config):
     _require(config.student, "--student")
     _require(config.out, "--out")
     spec = registry.get_task(config.task)
+    transfer_set.check_transfer_options(spec, config.distillation.augment, config.distillation.unlabeled)
     out_dir = pathlib.Path(config.out)
     strategy = setup_runtime(config.runtime)
     try:
@@ -428,8 +514,9 @@ def run_task_distillation(config):
         check_model_matches_task(teacher, spec, config.teacher)
         vocab_path = _vocab_path(config.teacher) if spec.head_type == "span" else None
         run = _TaskRun(config, tokenizer, vocab_path)
+        transfer = _transfer_set(config, run, teacher, tokenizer)
         _start_run(config, out_dir, "distill-task")
-        steps = run.steps(config)
+        steps = run.steps(config, len(transfer))
         with strategy.scope():
             student, layer_map, head = build_student(config, teacher, tokenizer, spec)
             distiller = TaskDistiller(
@@ -441,7 +528,8 @@ def run_task_distillation(config):
             distiller.compile(
                 optimizer=build_optimizer(config.optimizer, steps), jit_compile=config.runtime.jit_compile
             )
-        steps, result, seconds = _train(distiller, config, run, tokenizer, out_dir, strategy)
+        make_train, transfer_summary = _transfer_set_input(config, transfer, distiller, out_dir, strategy)
+        steps, result, seconds = _train(distiller, config, run, tokenizer, out_dir, strategy, make_train)
         provenance = {
             "kind": "task_distilled",
             "task": spec.name,
@@ -450,10 +538,11 @@ def run_task_distillation(config):
             "layer_map": layer_map,
             "head": head,
             "distillation": dataclasses.asdict(config.distillation),
+            "transfer_set": transfer_summary,
             **_run_provenance(config, run, steps),
         }
         return _finish(config, run, distiller.student, tokenizer, out_dir, out_dir / DISTILLED_MODEL_DIR,
-                       provenance, steps, result, seconds, vocab_path)
+                       provenance, steps, result, seconds, vocab_path, extra={"transfer_set": transfer_summary})
     finally:
         keras.config.set_dtype_policy("float32")
 
