@@ -50,7 +50,7 @@ def export_to_format(model_path, out, format_name, **options):
             represent exactly. Nothing is written then.
     """
     from distil_tf.export import model_card
-    from distil_tf.models.model_dir import atomic_directory
+    from distil_tf.atomic_files import atomic_directory
 
     if format_name not in FORMATS:
         raise ValueError(f"unknown export format '{format_name}'; expected one of {', '.join(FORMATS)}")

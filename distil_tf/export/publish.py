@@ -4,15 +4,13 @@ TF Serving polls `base_path` (every second by default) and loads any
 directory whose name is an integer. A version copied or written in place can
 be seen half-written (tensorflow/tensorflow#20635), so a version is written
 into a hidden temporary directory beside it (a non-numeric name, which the
-server ignores) and renamed into place in one `os.rename`, atomic on a POSIX
-file system when both names are on it.
+server ignores) and renamed into place in one `os.rename`
+(`distil_tf.atomic_files`, the one publisher of every output).
 """
 
-import contextlib
-import os
 import pathlib
-import shutil
-import tempfile
+
+from distil_tf.atomic_files import atomic_directory
 
 
 def existing_versions(base_path):
@@ -53,21 +51,11 @@ def resolve_version(base_path, version=None):
     return version, target
 
 
-@contextlib.contextmanager
 def publish_directory(target):
     """Yield a temporary directory beside `target` that becomes `target` on success.
 
-    On an exception the temporary directory is removed and nothing appears
-    at `target`. Refuses to replace an existing `target`.
+    `distil_tf.atomic_files.atomic_directory` without overwrite: on an
+    exception nothing appears at `target`, and an existing version is never
+    replaced.
     """
-    target = pathlib.Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield staging
-        if target.exists():
-            raise ValueError(f"{target} appeared while exporting; not replacing it")
-        os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    return atomic_directory(target, overwrite=False)

@@ -13,15 +13,12 @@ reader (or a later command) would load it, and an existing model is only
 replaced once the new one is complete.
 """
 
-import contextlib
 import json
-import os
 import pathlib
-import shutil
-import tempfile
 
 import keras
 
+from distil_tf.atomic_files import atomic_directory, check_output_available
 from distil_tf.models import hf_checkpoint, keras_hub_preset
 from distil_tf.models.encoder import Encoder
 from distil_tf.run_dir import resolve_model_path
@@ -49,39 +46,6 @@ def read_model_config(path):
         return json.loads(config_path.read_text())["distil_tf"]
     except (OSError, json.JSONDecodeError, KeyError) as error:
         raise ValueError(f"{config_path} is not a distil-tf model config: {error}") from None
-
-
-def check_output_available(target, overwrite=False):
-    """Raise when `target` holds something and `overwrite` is off."""
-    target = pathlib.Path(target)
-    if target.exists() and not overwrite and (not target.is_dir() or any(target.iterdir())):
-        raise ValueError(f"{target} already exists and is not empty (choose another --out)")
-
-
-@contextlib.contextmanager
-def atomic_directory(target, overwrite=False):
-    """Yield a temporary directory that becomes `target` on success.
-
-    On an exception the temporary directory is removed and `target` is left
-    as it was. With `overwrite`, an existing target is moved aside and only
-    deleted after the new directory is in place.
-    """
-    target = pathlib.Path(target).absolute()
-    check_output_available(target, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    backup = None
-    if target.exists():
-        backup = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.rename(target, backup)
-    os.rename(staging, target)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
 
 
 def save_model(model, directory, tokenizer, provenance=None, overwrite=False):
