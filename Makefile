@@ -31,7 +31,7 @@ TEST_WORKERS ?= 2
 PYTEST_PARALLEL = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_PARALLEL)
+	$(PY) -m pytest -q --durations=25 $(PYTEST_PARALLEL)
 
 # Slow tiers too (real checkpoints, kills and resumes, multi-worker).
 test-all: $(STAMP)
