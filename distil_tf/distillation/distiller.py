@@ -5,6 +5,7 @@ import tensorflow as tf
 from keras import ops
 
 from distil_tf.distillation import losses
+from distil_tf.models import pooling as pooling_lib
 from distil_tf.models.distributed_build import DistributedBuildMixin
 from distil_tf.distillation.distillation_losses import (
     HiddenStateCosineDistillation,
@@ -34,9 +35,19 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
     `mlm_labels` (original ids at MLM-selected positions, -100 elsewhere),
     all `[batch, seq]`.
 
+    Teachers without an MLM head (sentence-transformers models such as
+    all-MiniLM-L6-v2) teach through their hidden states alone: L_cos, a
+    per-layer hidden-state MSE under the layer map (`alpha_hidden_mse`,
+    TinyBERT's eq. 8 without W_h) and, for embedding students, the cosine
+    and/or MSE of the sentence embeddings pooled the teacher's way
+    (`alpha_pooled_cos`, `alpha_pooled_mse`; mean over real tokens for
+    sentence-transformers checkpoints). Token terms are means over the real
+    tokens of the update, sentence terms over its sentences, so multi-replica
+    and accumulated updates stay exact (`loss_normalizers`).
+
     Args:
-        teacher: `Encoder` with an MLM head (frozen here).
-        student: `Encoder` with an MLM head.
+        teacher: `Encoder` (frozen here); an MLM head only for ce and mse.
+        student: `Encoder`; an MLM head for ce, mlm and mse.
         alpha_ce, alpha_mlm, alpha_cos, alpha_mse: float loss weights; 0
             switches a term off (the paper's Table 4 ablations).
         temperature: float. Softmax temperature of L_ce.
@@ -45,6 +56,13 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             non-pad position, [CLS]/[SEP] included.
         cosine_layer_pairs: `(student, teacher)` indices into
             `hidden_states` for L_cos; default the last layers only.
+        alpha_hidden_mse: float. Weight of the hidden-state MSE.
+        hidden_mse_layer_pairs: `(student, teacher)` pairs for it, e.g.
+            `mapped_layer_pairs(layer_map)`; default the last layers only.
+        alpha_pooled_cos, alpha_pooled_mse: float. Weights of the pooled
+            sentence-embedding cosine and MSE.
+        pooling: str or None. "mean" or "cls", how the pooled terms pool
+            both models' last layers; default the teacher's recorded pooling.
     """
 
     def __init__(
@@ -58,14 +76,21 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         temperature=2.0,
         restrict_ce_to_mask=False,
         cosine_layer_pairs=((-1, -1),),
+        alpha_hidden_mse=0.0,
+        hidden_mse_layer_pairs=((-1, -1),),
+        alpha_pooled_cos=0.0,
+        alpha_pooled_mse=0.0,
+        pooling=None,
         **kwargs,
     ):
-        alphas = {"alpha_ce": alpha_ce, "alpha_mlm": alpha_mlm, "alpha_cos": alpha_cos, "alpha_mse": alpha_mse}
+        alphas = {"alpha_ce": alpha_ce, "alpha_mlm": alpha_mlm, "alpha_cos": alpha_cos, "alpha_mse": alpha_mse,
+                  "alpha_hidden_mse": alpha_hidden_mse, "alpha_pooled_cos": alpha_pooled_cos,
+                  "alpha_pooled_mse": alpha_pooled_mse}
         for name, value in alphas.items():
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         if not any(alphas.values()):
-            raise ValueError("all loss weights are 0: set at least one of alpha_ce, alpha_mlm, alpha_cos, alpha_mse")
+            raise ValueError(f"all loss weights are 0: set at least one of {', '.join(alphas)}")
         if teacher.vocabulary_size != student.vocabulary_size:
             raise ValueError(
                 f"teacher and student vocabularies differ ({teacher.vocabulary_size} vs "
@@ -82,6 +107,27 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         cosine = HiddenStateCosineDistillation(cosine_layer_pairs)
         if alpha_cos > 0:
             cosine.check_hidden_sizes(teacher, student)
+        hidden_terms = {"alpha_hidden_mse": alpha_hidden_mse, "alpha_pooled_cos": alpha_pooled_cos,
+                        "alpha_pooled_mse": alpha_pooled_mse}
+        for name, value in hidden_terms.items():
+            if value > 0 and teacher.hidden_dim != student.hidden_dim:
+                raise ValueError(
+                    f"{name} compares hidden states, but the teacher's hidden size ({teacher.hidden_dim}) "
+                    f"differs from the student's ({student.hidden_dim}): set {name}=0"
+                )
+        if pooling is None and (alpha_pooled_cos > 0 or alpha_pooled_mse > 0):
+            pooling = teacher.pooling
+            if pooling not in (pooling_lib.MEAN, pooling_lib.CLS):
+                raise ValueError(
+                    f"the pooled-embedding terms pool both models the teacher's way, but the teacher "
+                    f"records pooling {pooling!r} (not 'mean' or 'cls'): pass pooling='mean' or "
+                    "set alpha_pooled_cos=0 and alpha_pooled_mse=0"
+                )
+        elif pooling is not None and pooling not in (pooling_lib.MEAN, pooling_lib.CLS):
+            raise ValueError(f"pooling for the pooled-embedding terms must be 'mean' or 'cls', got {pooling!r}")
+        hidden_mse_layer_pairs = [tuple(pair) for pair in hidden_mse_layer_pairs]
+        if not hidden_mse_layer_pairs:
+            raise ValueError("hidden_mse_layer_pairs needs at least one (student, teacher) layer pair")
         super().__init__(
             teacher=teacher,
             student=student,
@@ -100,9 +146,18 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         self.temperature = temperature
         self.restrict_ce_to_mask = restrict_ce_to_mask
         self.cosine_layer_pairs = [tuple(pair) for pair in cosine_layer_pairs]
-        self.term_trackers = {
-            name: keras.metrics.Mean(name=f"loss_{name}") for name in ("ce", "mlm", "cos", "mse")
-        }
+        self.alpha_hidden_mse = alpha_hidden_mse
+        self.hidden_mse_layer_pairs = hidden_mse_layer_pairs
+        self.alpha_pooled_cos, self.alpha_pooled_mse = alpha_pooled_cos, alpha_pooled_mse
+        self.pooling = pooling
+        # The paper's four terms always (a run's logs keep their keys); the
+        # hidden-state terms only when on.
+        self.term_weights = {"ce": alpha_ce, "mlm": alpha_mlm, "cos": alpha_cos, "mse": alpha_mse}
+        for name, value in (("hidden_mse", alpha_hidden_mse), ("pooled_cos", alpha_pooled_cos),
+                            ("pooled_mse", alpha_pooled_mse)):
+            if value > 0:
+                self.term_weights[name] = value
+        self.term_trackers = {name: keras.metrics.Mean(name=f"loss_{name}") for name in self.term_weights}
         self.tokens_tracker = keras.metrics.Sum(name="tokens")
 
     def compile(self, optimizer="adam", **kwargs):
@@ -127,12 +182,15 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             ce = (selected, "selected")
         else:
             ce = (padding, "padding")
-        return {"ce": ce, "mlm": (selected, "selected"), "cos": (padding, "padding"), "mse": ce}
+        sentences = (losses.sequence_weights(inputs["padding_mask"]), "sequences")
+        return {"ce": ce, "mlm": (selected, "selected"), "cos": (padding, "padding"), "mse": ce,
+                "hidden_mse": (padding, "padding"), "pooled_cos": sentences, "pooled_mse": sentences}
 
     def loss_normalizers(self, x, y=None):
-        """This replica's real and MLM-selected token counts (train-step hook)."""
+        """This replica's real-token, MLM-selected-token and sentence counts (train-step hook)."""
         weights = self._term_weights(x)
-        return {"padding": ops.sum(weights["cos"][0]), "selected": ops.sum(weights["mlm"][0])}
+        return {"padding": ops.sum(weights["cos"][0]), "selected": ops.sum(weights["mlm"][0]),
+                "sequences": ops.sum(weights["pooled_cos"][0])}
 
     def loss_terms(self, inputs, student_outputs, training=False, normalizers=None):
         """Each loss term (unweighted), float32 scalars, as a dict.
@@ -141,13 +199,13 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             inputs: the batch dict, `[batch, seq]` tensors.
             student_outputs: the student's output dict.
             training: unused (the student's mode is the caller's).
-            normalizers: optional `{"padding", "selected"}` global token
-                counts of a whole update (`loss_normalizers` summed over
+            normalizers: optional `{"padding", "selected", "sequences"}`
+                global token and sentence counts of a whole update (`loss_normalizers` summed over
                 replicas); default: each term is the mean over this batch,
                 all-reduced across replicas.
         """
         teacher_outputs = None
-        if self.alpha_ce > 0 or self.alpha_cos > 0 or self.alpha_mse > 0:
+        if any(value > 0 for name, value in self.term_weights.items() if name != "mlm"):
             # An MLM-only run (the paper's baseline) skips the teacher's forward pass.
             teacher_outputs = self.teacher(inputs, training=False)
             teacher_outputs = keras.tree.map_structure(ops.stop_gradient, teacher_outputs)
@@ -160,7 +218,7 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         logits_loss, cosine_loss, mse_loss = self.distillation_losses
         zero = ops.zeros((), "float32")
         mlm = weight_and_denominator("mlm")
-        return {
+        terms = {
             "ce": logits_loss.compute_loss(teacher_outputs, student_outputs, **weight_and_denominator("ce"))
             if self.alpha_ce > 0 else zero,
             "mlm": losses.masked_lm_cross_entropy(
@@ -171,14 +229,30 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             "mse": mse_loss.compute_loss(teacher_outputs, student_outputs, **weight_and_denominator("mse"))
             if self.alpha_mse > 0 else zero,
         }
+        if "hidden_mse" in self.term_weights:
+            pairs = self.hidden_mse_layer_pairs
+            terms["hidden_mse"] = sum(
+                losses.hidden_state_mse(
+                    teacher_outputs["hidden_states"][teacher_index],
+                    student_outputs["hidden_states"][student_index],
+                    **weight_and_denominator("hidden_mse"),
+                )
+                for student_index, teacher_index in pairs
+            ) / len(pairs)
+        if "pooled_cos" in self.term_weights or "pooled_mse" in self.term_weights:
+            # Both models pooled the same (the teacher's) way, before any L2
+            # normalization; `pool` sums in float32.
+            padding_mask = inputs["padding_mask"]
+            teacher_pooled = pooling_lib.pool(teacher_outputs["sequence_output"], padding_mask, self.pooling)
+            student_pooled = pooling_lib.pool(student_outputs["sequence_output"], padding_mask, self.pooling)
+            for name, loss_function in (("pooled_cos", losses.pooled_embedding_cosine),
+                                        ("pooled_mse", losses.pooled_embedding_mse)):
+                if name in self.term_weights:
+                    terms[name] = loss_function(teacher_pooled, student_pooled, **weight_and_denominator(name))
+        return terms
 
     def _total(self, terms):
-        return (
-            self.alpha_ce * terms["ce"]
-            + self.alpha_mlm * terms["mlm"]
-            + self.alpha_cos * terms["cos"]
-            + self.alpha_mse * terms["mse"]
-        )
+        return sum(self.term_weights[name] * value for name, value in terms.items())
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if y_pred is None:
@@ -219,6 +293,11 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             "temperature": self.temperature,
             "restrict_ce_to_mask": self.restrict_ce_to_mask,
             "cosine_layer_pairs": [list(pair) for pair in self.cosine_layer_pairs],
+            "alpha_hidden_mse": self.alpha_hidden_mse,
+            "hidden_mse_layer_pairs": [list(pair) for pair in self.hidden_mse_layer_pairs],
+            "alpha_pooled_cos": self.alpha_pooled_cos,
+            "alpha_pooled_mse": self.alpha_pooled_mse,
+            "pooling": self.pooling,
         }
 
     @classmethod

@@ -127,3 +127,65 @@ def regression_mse(labels, predictions, weights=None, denominator=None):
     if weights is None:
         weights = ops.ones_like(error)
     return _weighted_mean(error, weights, denominator)
+
+
+# --- Hidden-state terms for teachers without an MLM head ---------------------
+# A sentence-transformers teacher (all-MiniLM-L6-v2) has no vocabulary head,
+# so only its hidden states can teach: per token (`hidden_state_mse` under the
+# layer map) and per sentence (the pooled embedding, `pooled_embedding_*`).
+
+
+def hidden_state_mse(teacher_hidden, student_hidden, weights, denominator=None):
+    """Squared error averaged over the hidden size, mean over weighted positions.
+
+    `MSELoss(mean)` over the real tokens' hidden vectors: TinyBERT's
+    hidden-state loss (Jiao et al., 2020, arXiv 1909.10351, eq. 8) without its
+    projection W_h, so the hidden sizes must match.
+
+    Args:
+        teacher_hidden: `[batch, seq, hidden]`.
+        student_hidden: `[batch, seq, hidden]`.
+        weights: `[batch, seq]`, 1.0 for real tokens.
+        denominator: optional global weight sum (see `_weighted_mean`).
+
+    Returns:
+        A float32 scalar; 0 for a student equal to the teacher.
+    """
+    difference = ops.cast(student_hidden, "float32") - ops.cast(teacher_hidden, "float32")
+    per_position = ops.mean(ops.square(difference), axis=-1)  # [batch, seq]
+    return _weighted_mean(per_position, weights, denominator)
+
+
+def sequence_weights(padding_mask):
+    """`[batch]` float32: 1.0 for a row with at least one real token, 0.0 for an all-pad row."""
+    return ops.cast(ops.any(ops.cast(padding_mask, "bool"), axis=-1), "float32")
+
+
+def pooled_embedding_cosine(teacher_embedding, student_embedding, weights, denominator=None):
+    """Mean over sentences of 1 - cos(student, teacher) of their pooled embeddings.
+
+    The sentence-level target of an embedding student: what STS and search
+    score is the cosine between embeddings, so this term trains exactly the
+    direction the served `embedding` has (L2 normalization does not change it).
+
+    Args:
+        teacher_embedding: `[batch, hidden]`, pooled the checkpoint's way.
+        student_embedding: `[batch, hidden]`, pooled the same way.
+        weights: `[batch]`, 1.0 for sentences that count (`sequence_weights`).
+        denominator: optional global number of sentences of the update.
+    """
+    return hidden_state_cosine(teacher_embedding, student_embedding, weights, denominator)
+
+
+def pooled_embedding_mse(teacher_embedding, student_embedding, weights, denominator=None):
+    """Squared error of the pooled embeddings, averaged over the hidden size, mean over sentences.
+
+    On the embeddings *before* L2 normalization: after it, the squared error
+    is `2 - 2 cos`, the cosine term again; before it, it also matches the norm.
+
+    Args:
+        teacher_embedding, student_embedding: `[batch, hidden]`.
+        weights: `[batch]`, 1.0 for sentences that count.
+        denominator: optional global number of sentences of the update.
+    """
+    return hidden_state_mse(teacher_embedding, student_embedding, weights, denominator)

@@ -3,6 +3,14 @@
     distil-tf distill --teacher bert-base-uncased/ --student 0,2,4,7,9,11 \
         --corpus 'wiki/*.txt' --out runs/distilbert [--config paper.yaml]
 
+A teacher without an MLM head (a sentence-transformers model such as
+all-MiniLM-L6-v2) teaches through its hidden states alone: with the default
+weights (`None` = "by the teacher") the ce and mlm terms are off and L_cos, the
+per-layer hidden-state MSE and the pooled-embedding cosine are on; the run
+prints, once, which terms are active and why (`resolve_loss_weights`). An
+MLM-based term asked for explicitly on such a teacher is an error. With no MLM
+term on, the student sees unmasked text (`distillation.mask_inputs`).
+
 Output directory: `config.yaml` (resolved config), `token_counts.npy`,
 `checkpoints/` (resume state), `tensorboard/`, `student/` (the distilled
 student, loadable by `distil_tf.load_model`), `metrics.json`.
@@ -41,8 +49,10 @@ class CorpusConfig:
 @dataclasses.dataclass
 class DistillationConfig:
     # The released model's weights (transformers#2013): 5 / 2 / 1, T = 2.
-    alpha_ce: float = 5.0
-    alpha_mlm: float = 2.0
+    # None = by the teacher: 5.0 / 2.0 with an MLM head, off without one
+    # (explicit values > 0 on a teacher without a head are an error).
+    alpha_ce: typing.Optional[float] = None
+    alpha_mlm: typing.Optional[float] = None
     alpha_cos: float = 1.0
     alpha_mse: float = 0.0
     temperature: float = 2.0
@@ -50,6 +60,22 @@ class DistillationConfig:
     # "last" (the paper) or "all": cosine also on every student layer and the
     # teacher layer it was copied from.
     cosine_layers: str = "last"
+    # Per-layer hidden-state MSE (TinyBERT's eq. 8, no projection). None = by
+    # the teacher: off with an MLM head (the paper's triple loss), 1.0 without.
+    alpha_hidden_mse: typing.Optional[float] = None
+    # "all": every student layer against the teacher layer it was copied from
+    # ("last" when the student was given as a directory); "last": last layers.
+    hidden_mse_layers: str = "all"
+    # Cosine / MSE of the sentence embeddings, both pooled the teacher's way
+    # (mean over real tokens for sentence-transformers checkpoints). None = by
+    # the teacher: 1.0 without an MLM head when it pools by mean or cls, else off.
+    alpha_pooled_cos: typing.Optional[float] = None
+    alpha_pooled_mse: float = 0.0
+    # "auto": mask the student's input only when an MLM term (ce, mlm, mse) is
+    # on; the hidden-state targets are the teacher's states on the same input,
+    # so without an MLM term both see the real text, as served. "always":
+    # mask anyway (both then see masked text, the paper's L_cos setting).
+    mask_inputs: str = "auto"
     mask_proportion: float = 0.15
     mlm_smoothing: float = 0.7
     mask_token_rate: float = 0.8
@@ -116,14 +142,98 @@ def build_models(config):
     return teacher, student, tokenizer, layer_map
 
 
+def _mapped_pairs(layer_map):
+    """`(student, teacher)` `hidden_states` indices: student layer i against the teacher layer it came from."""
+    return [(index + 1, int(teacher_index) + 1) for index, teacher_index in enumerate(layer_map)]
+
+
 def _cosine_pairs(config, student, layer_map):
     if config.distillation.cosine_layers == "last":
         return [(-1, -1)]
     if config.distillation.cosine_layers == "all":
         if layer_map is None:
             raise ValueError("cosine_layers=all needs a layer map (the student was given as a directory)")
-        return [(index + 1, teacher_index + 1) for index, teacher_index in enumerate(layer_map)]
+        return _mapped_pairs(layer_map)
     raise ValueError(f"cosine_layers must be 'last' or 'all', got '{config.distillation.cosine_layers}'")
+
+
+MLM_TERMS = ("ce", "mlm", "mse")
+_DEFAULT_MLM_WEIGHTS = {"ce": 5.0, "mlm": 2.0}
+
+
+def resolve_loss_weights(distillation, teacher_has_mlm_head, teacher_pooling, teacher_name="the teacher"):
+    """The weight of every term for this teacher, and why, before any training.
+
+    Args:
+        distillation: `DistillationConfig` (its `None` weights mean "by the teacher").
+        teacher_has_mlm_head: bool.
+        teacher_pooling: the teacher's recorded pooling (None, "cls_pooler", "cls", "mean").
+        teacher_name: str, for the error message.
+
+    Returns:
+        `(weights, reason)`: `{"ce", "mlm", "mse", "cos", "hidden_mse",
+        "pooled_cos", "pooled_mse"}` floats, and a short why.
+
+    Raises:
+        ValueError: an MLM-based term (ce, mlm, mse) explicitly > 0 on a
+            teacher without an MLM head (one line naming both ways out).
+    """
+    config = distillation
+    pooled_possible = teacher_pooling in ("mean", "cls")
+    if not teacher_has_mlm_head:
+        asked = [(name, getattr(config, f"alpha_{name}")) for name in MLM_TERMS]
+        asked = [(name, value) for name, value in asked if value is not None and value > 0]
+        if asked:
+            settings = " and ".join(f"distillation.alpha_{name}={value:g}" for name, value in asked)
+            zeros = " ".join(f"--set distillation.alpha_{name}=0" for name, _ in asked)
+            raise ValueError(
+                f"{settings} needs the teacher's masked-LM head, and {teacher_name} has none: "
+                f"drop the term ({zeros}; the hidden-state terms still apply) or use a teacher "
+                "with an MLM head (a BertForMaskedLM checkpoint)"
+            )
+        reasons = ["teacher has no MLM head: ce and mlm off"]
+        pooled_cos = config.alpha_pooled_cos
+        if pooled_cos is None:
+            pooled_cos = 1.0 if pooled_possible else 0.0
+            if not pooled_possible:
+                reasons.append(f"pooled_cos off (the teacher records pooling {teacher_pooling!r}, not mean or cls)")
+        weights = {
+            "ce": 0.0, "mlm": 0.0, "mse": 0.0,
+            "hidden_mse": 1.0 if config.alpha_hidden_mse is None else config.alpha_hidden_mse,
+            "pooled_cos": pooled_cos,
+        }
+    else:
+        reasons = ["teacher has an MLM head"]
+        weights = {
+            "ce": _DEFAULT_MLM_WEIGHTS["ce"] if config.alpha_ce is None else config.alpha_ce,
+            "mlm": _DEFAULT_MLM_WEIGHTS["mlm"] if config.alpha_mlm is None else config.alpha_mlm,
+            "mse": config.alpha_mse,
+            "hidden_mse": config.alpha_hidden_mse or 0.0,
+            "pooled_cos": config.alpha_pooled_cos or 0.0,
+        }
+    weights["cos"] = config.alpha_cos
+    weights["pooled_mse"] = config.alpha_pooled_mse
+    return weights, "; ".join(reasons)
+
+
+def inputs_are_masked(distillation, weights):
+    """Whether the student (and teacher) see masked text: an MLM term is on, or `mask_inputs=always`."""
+    if distillation.mask_inputs not in ("auto", "always"):
+        raise ValueError(f"distillation.mask_inputs must be 'auto' or 'always', got '{distillation.mask_inputs}'")
+    return distillation.mask_inputs == "always" or any(weights[name] > 0 for name in MLM_TERMS)
+
+
+def describe_loss_terms(weights, reason, masked, cosine_layers, hidden_mse_layers, pooling):
+    """One line: why, which terms are on with their weights, and the input."""
+    labels = {
+        "ce": "ce", "mlm": "mlm", "mse": "mse", "cos": f"cos({cosine_layers})",
+        "hidden_mse": f"hidden_mse({hidden_mse_layers})",
+        "pooled_cos": f"pooled_cos({pooling})", "pooled_mse": f"pooled_mse({pooling})",
+    }
+    active = [f"{label} {float(weights[name])}" for name, label in labels.items() if weights[name] > 0]
+    text = "masked (an MLM term is on)" if masked and any(weights[n] > 0 for n in MLM_TERMS) else (
+        "masked (mask_inputs=always)" if masked else "unmasked text (no MLM term)")
+    return f"{reason}; active: {', '.join(active) or 'none'}; input: {text}"
 
 
 def _token_counts(config, tokenizer, out_dir):
@@ -139,11 +249,24 @@ def _token_counts(config, tokenizer, out_dir):
                         vocabulary_size=tokenizer.vocabulary_size())
 
 
-def mlm_dataset_factory(config, tokenizer, counts, corpus, seed_offset=0):
+def _unmask(batch):
+    """The batch with every masked position restored: the real text, no MLM labels."""
+    import tensorflow as tf
+
+    batch = dict(batch)
+    batch["token_ids"] = tf.where(batch["mlm_mask"], batch["mlm_labels"], batch["token_ids"])
+    batch["mlm_labels"] = tf.fill(tf.shape(batch["mlm_labels"]), tf.constant(-100, batch["mlm_labels"].dtype))
+    batch["mlm_mask"] = tf.zeros_like(batch["mlm_mask"])
+    if "mask_weights" in batch:
+        batch["mask_weights"] = tf.zeros_like(batch["mask_weights"])
+    return batch
+
+
+def mlm_dataset_factory(config, tokenizer, counts, corpus, seed_offset=0, masked=True):
     from distil_tf.data.batching import build_mlm_dataset
 
     def make(input_context, batch_size):
-        return build_mlm_dataset(
+        dataset = build_mlm_dataset(
             corpus, tokenizer, counts,
             max_length=config.data.max_seq_length,
             batch_size=batch_size,
@@ -156,6 +279,13 @@ def mlm_dataset_factory(config, tokenizer, counts, corpus, seed_offset=0):
             mask_token_rate=config.distillation.mask_token_rate,
             random_token_rate=config.distillation.random_token_rate,
         )
+        if not masked:
+            # The batching (length buckets, shapes) stays the masked one's;
+            # only the masking is undone, cheaply, per batch.
+            import tensorflow as tf
+
+            dataset = dataset.map(_unmask, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return dataset
 
     return make
 
@@ -215,25 +345,51 @@ def _run(config, strategy, out_dir, student_dir, callbacks):
 
     with strategy.scope():
         teacher, student, tokenizer, layer_map = build_models(config)
+        weights, reason = resolve_loss_weights(
+            config.distillation, teacher.mlm_head is not None, teacher.pooling, config.teacher
+        )
+        masked = inputs_are_masked(config.distillation, weights)
+        hidden_mse_layers = config.distillation.hidden_mse_layers
+        if hidden_mse_layers not in ("all", "last"):
+            raise ValueError(f"hidden_mse_layers must be 'all' or 'last', got '{hidden_mse_layers}'")
+        if hidden_mse_layers == "all" and layer_map is None:
+            hidden_mse_layers = "last"  # a student directory: no layer map to follow
+        pooling = teacher.pooling if weights["pooled_cos"] > 0 or weights["pooled_mse"] > 0 else None
+        if is_chief():
+            print(describe_loss_terms(weights, reason, masked, config.distillation.cosine_layers,
+                                      hidden_mse_layers, pooling))
         distiller = MaskedLMDistiller(
             teacher, student,
-            alpha_ce=config.distillation.alpha_ce,
-            alpha_mlm=config.distillation.alpha_mlm,
-            alpha_cos=config.distillation.alpha_cos,
-            alpha_mse=config.distillation.alpha_mse,
+            alpha_ce=weights["ce"],
+            alpha_mlm=weights["mlm"],
+            alpha_cos=weights["cos"],
+            alpha_mse=weights["mse"],
             temperature=config.distillation.temperature,
             restrict_ce_to_mask=config.distillation.restrict_ce_to_mask,
             cosine_layer_pairs=_cosine_pairs(config, student, layer_map),
+            alpha_hidden_mse=weights["hidden_mse"],
+            hidden_mse_layer_pairs=(
+                _mapped_pairs(layer_map) if hidden_mse_layers == "all" else [(-1, -1)]
+            ),
+            alpha_pooled_cos=weights["pooled_cos"],
+            alpha_pooled_mse=weights["pooled_mse"],
+            pooling=pooling,
         )
         distiller.compile(
             optimizer=build_optimizer(config.optimizer, config.steps),
             jit_compile=config.runtime.jit_compile,
         )
-    counts = _token_counts(config, tokenizer, out_dir)
-    make_train = mlm_dataset_factory(config, tokenizer, counts, config.data.corpus)
+    if masked:
+        counts = _token_counts(config, tokenizer, out_dir)
+    else:
+        # Unmasked input: the masking (undone per batch) needs no real counts,
+        # so no pass over the corpus to count them.
+        counts = np.ones(tokenizer.vocabulary_size(), np.int64)
+    make_train = mlm_dataset_factory(config, tokenizer, counts, config.data.corpus, masked=masked)
     make_validation = None
     if config.data.validation_corpus:
-        make_validation = mlm_dataset_factory(config, tokenizer, counts, config.data.validation_corpus, 1)
+        make_validation = mlm_dataset_factory(config, tokenizer, counts, config.data.validation_corpus, 1,
+                                              masked=masked)
     before = evaluate_mlm(distiller, make_validation) if make_validation else None
 
     started = time.perf_counter()
@@ -257,6 +413,9 @@ def _run(config, strategy, out_dir, student_dir, callbacks):
         "replicas": strategy.num_replicas_in_sync,
         "precision": config.runtime.precision,
         "jit_compile": config.runtime.jit_compile,
+        "loss_weights": weights,
+        "loss_weights_reason": reason,
+        "masked_inputs": masked,
     }
     if is_chief():
         provenance = {
@@ -265,7 +424,9 @@ def _run(config, strategy, out_dir, student_dir, callbacks):
             "teacher_layers": teacher.num_layers,
             "layer_map": layer_map,
             "initialization": "random" if config.random_init else "teacher_layers",
-            "distillation": dataclasses.asdict(config.distillation),
+            # The weights as resolved for this teacher (no `None`s).
+            "distillation": dict(dataclasses.asdict(config.distillation),
+                                 **{f"alpha_{name}": value for name, value in weights.items()}),
             "steps": config.steps,
         }
         # The float32 copy: a run under a mixed policy still writes float32
