@@ -80,6 +80,12 @@ class DistillationConfig:
     mlm_smoothing: float = 0.7
     mask_token_rate: float = 0.8
     random_token_rate: float = 0.1
+    # The original's masking budget, ceil(0.15 x non-pad tokens) with [CLS]/[SEP]
+    # counted (~15.5% of the maskable ones); default: 15% of the maskable tokens.
+    budget_counts_special_tokens: bool = False
+    # Keep the student's position embeddings (copied from the teacher) frozen,
+    # as the released model's were (see distilbert_base_paper.yaml).
+    freeze_position_embeddings: bool = False
 
 
 @dataclasses.dataclass
@@ -278,6 +284,7 @@ def mlm_dataset_factory(config, tokenizer, counts, corpus, seed_offset=0, masked
             mlm_smoothing=config.distillation.mlm_smoothing,
             mask_token_rate=config.distillation.mask_token_rate,
             random_token_rate=config.distillation.random_token_rate,
+            budget_counts_special_tokens=config.distillation.budget_counts_special_tokens,
         )
         if not masked:
             # The batching (length buckets, shapes) stays the masked one's;
@@ -345,6 +352,9 @@ def _run(config, strategy, out_dir, student_dir, callbacks):
 
     with strategy.scope():
         teacher, student, tokenizer, layer_map = build_models(config)
+        if config.distillation.freeze_position_embeddings:
+            # Before compile: the optimizer (and its checkpointed slots) never sees them.
+            student.position_embedding.trainable = False
         weights, reason = resolve_loss_weights(
             config.distillation, teacher.mlm_head is not None, teacher.pooling, config.teacher
         )

@@ -107,6 +107,16 @@ class TaskDistillationConfig:
     alpha_ce: float = 0.5
     alpha_task: float = 0.5
     temperature: float = 2.0
+    # "kl": KL x T^2 (the paper); "mse": squared error between raw logits, no
+    # temperature (Tang et al., 2019). Regression heads always use the MSE.
+    soft_loss: str = "kl"
+    # Weight of the hidden-state term: each student layer against the teacher
+    # layer it was copied from, per real token (0: off).
+    alpha_hidden: float = 0.0
+    # "mse" or "cosine" (1 - cos).
+    hidden_loss: str = "mse"
+    # Keep the student's position embeddings at their initial values.
+    freeze_position_embeddings: bool = False
     # Score the transfer set with the teacher once (inference mode) into
     # OUT/teacher_outputs and train from it: no teacher pass per step.
     # False (--no-cache): the teacher runs inside every train step.
@@ -425,6 +435,31 @@ def build_student(config, teacher, tokenizer, spec):
     return build_task_model(student, spec), layer_map, head
 
 
+def hidden_layer_map(config, teacher, student, layer_map):
+    """The teacher layer each student layer's hidden state is compared to, and where it came from.
+
+    A student built here from teacher layers has its map. A student given as
+    a directory uses the map recorded with it (`init-student`, `distill`)
+    when that map fits this teacher's depth, else the evenly spread map over
+    depth (`default_layer_map`: for 12 -> 6 the released map).
+    """
+    from distil_tf.models import describe_model
+    from distil_tf.models.student_init import default_layer_map
+
+    if layer_map is not None:
+        return list(layer_map), "the student's initialization"
+    student_layers, teacher_layers = student.encoder.num_layers, teacher.encoder.num_layers
+    provenance = describe_model(config.student)
+    recorded = provenance.get("layer_map")
+    if (
+        isinstance(recorded, list) and len(recorded) == student_layers
+        and all(isinstance(index, int) and 0 <= index < teacher_layers for index in recorded)
+        and provenance.get("teacher_layers", teacher_layers) == teacher_layers
+    ):
+        return recorded, "recorded with the student directory"
+    return default_layer_map(teacher_layers, student_layers), "evenly spread (the student directory records none)"
+
+
 def _transfer_set(config, run, teacher, tokenizer):
     """The run's `TransferSet`: training items, augmented copies, unlabeled lines (validated here)."""
     from distil_tf.distillation import transfer_set
@@ -495,8 +530,9 @@ def run_task_distillation(config):
     """
     import keras
 
+    from distil_tf.distillation.distillation_losses import HIDDEN_STATE_LOSSES, mapped_layer_pairs
     from distil_tf.distillation import transfer_set
-    from distil_tf.distillation.task_distiller import TaskDistiller
+    from distil_tf.distillation.task_distiller import SOFT_LOSSES, TaskDistiller
     from distil_tf.tasks import registry
     from distil_tf.tasks.evaluation import check_model_matches_task
 
@@ -504,6 +540,11 @@ def run_task_distillation(config):
     _require(config.teacher, "--teacher")
     _require(config.student, "--student")
     _require(config.out, "--out")
+    # Before the (slow) model loads; TaskDistiller checks the rest.
+    for name, value, choices in (("soft_loss", config.distillation.soft_loss, SOFT_LOSSES),
+                                 ("hidden_loss", config.distillation.hidden_loss, HIDDEN_STATE_LOSSES)):
+        if value not in choices:
+            raise ValueError(f"unknown distillation.{name} '{value}'; expected one of {', '.join(choices)}")
     spec = registry.get_task(config.task)
     transfer_set.check_transfer_options(spec, config.distillation.augment, config.distillation.unlabeled)
     out_dir = pathlib.Path(config.out)
@@ -519,11 +560,23 @@ def run_task_distillation(config):
         steps = run.steps(config, len(transfer))
         with strategy.scope():
             student, layer_map, head = build_student(config, teacher, tokenizer, spec)
+            if config.distillation.freeze_position_embeddings:
+                student.encoder.position_embedding.trainable = False
+            hidden_pairs, hidden_map = None, None
+            if config.distillation.alpha_hidden > 0:
+                hidden_map, hidden_source = hidden_layer_map(config, teacher, student, layer_map)
+                hidden_pairs = mapped_layer_pairs(hidden_map)
+                print(f"hidden-state loss: student layers 0..{len(hidden_map) - 1} against teacher layers "
+                      f"{hidden_map} ({hidden_source})")
             distiller = TaskDistiller(
                 teacher, student,
                 alpha_ce=config.distillation.alpha_ce,
                 alpha_task=config.distillation.alpha_task,
                 temperature=config.distillation.temperature,
+                soft_loss=config.distillation.soft_loss,
+                alpha_hidden=config.distillation.alpha_hidden,
+                hidden_loss=config.distillation.hidden_loss,
+                hidden_layer_pairs=hidden_pairs,
             )
             distiller.compile(
                 optimizer=build_optimizer(config.optimizer, steps), jit_compile=config.runtime.jit_compile
@@ -538,6 +591,7 @@ def run_task_distillation(config):
             "layer_map": layer_map,
             "head": head,
             "distillation": dataclasses.asdict(config.distillation),
+            "hidden_layer_map": hidden_map,
             "transfer_set": transfer_summary,
             **_run_provenance(config, run, steps),
         }
