@@ -67,14 +67,22 @@ def cpu_info(cpuinfo_path="/proc/cpuinfo"):
         "avx512f": "avx512f" in flags,
         "avx512_bf16": "avx512_bf16" in flags,
         "amx_bf16": "amx_bf16" in flags,
+        "amx_tile": "amx_tile" in flags,
+        # TensorFlow's default for oneDNN on Linux x86 (tensorflow/core/util/port.cc
+        # DefaultOneDnnPolicy): on when the CPU has any of these, else off.
+        "onednn_default_on": bool(flags & {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16"}),
         "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (TensorFlow default)"),
     }
 
 
 def native_bfloat16(info=None):
-    """Whether the CPU (`cpu_info()` by default) has bfloat16 dot products (else bf16 is emulated, slow)."""
+    """Whether the CPU (`cpu_info()` by default) has bfloat16 dot products (else bf16 is emulated, slow).
+
+    The same rule as `distil-tf export --precision auto`
+    (`distil_tf.export.inference_options.resolve_precision`).
+    """
     info = cpu_info() if info is None else info
-    return info["avx512_bf16"] or info["amx_bf16"]
+    return info["avx512_bf16"] or info["amx_bf16"] or info.get("amx_tile", False)
 
 
 # ---------------------------------------------------------------------------

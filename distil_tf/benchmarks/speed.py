@@ -12,11 +12,19 @@ DistilBERT 410 s (1.63x). Here every runner sees the same token ids
 length), tokenized once before timing, so tokenization is excluded for all
 runners. Each runner is warmed up, then timed over one pass.
 
-Runners:
+Runners (every TensorFlow one exported here, then loaded and timed in its
+own child process with TF_ENABLE_ONEDNN_OPTS set, since TensorFlow reads it
+once at start; the `oneDNN` column says which):
 - `tf-savedmodel`: the `predict_ids` signature of the SavedModel
   `distil_tf.export.ExportModule` writes by default (what `distil-tf export`
   publishes and TF Serving runs: the fused encoder graph), loaded with
-  `tf.saved_model.load`; the model is an STS-B regression `TaskModel`.
+  `tf.saved_model.load`, oneDNN off: as stock `tensorflow/serving` runs it
+  on CPUs without AVX512-VNNI/BF16 or AMX, or with TF_ENABLE_ONEDNN_OPTS=0.
+  The model is an STS-B regression `TaskModel`.
+- `tf-savedmodel+onednn`: the same export, oneDNN on: as the oneDNN build
+  (`serving/Dockerfile.onednn`) runs it, and stock TF Serving on CPUs
+  with those features. `tf-savedmodel+bf16+onednn` (and `+bf16`, oneDNN
+  off): the `distil-tf export --precision bfloat16` graph, no XLA.
 - `tf-savedmodel+<levers>`: the same export with other
   `distil_tf.export.InferenceOptions` (`keras-layers`: the keras-hub graph
   the fused one replaced; buckets; XLA; bfloat16), each its own row with
@@ -27,6 +35,10 @@ Runners:
   eval mode, `torch.inference_mode`, 2 threads.
 - `onnxruntime`: ONNX Runtime on a `torch.onnx.export` of the `hf-pytorch`
   model (graph optimizations on, intra-op threads = cores).
+- `onnxruntime+fusions`: that graph through
+  `onnxruntime.transformers.optimizer.optimize_model(model_type="bert")`
+  (fused Attention, SkipLayerNormalization, BiasGelu; counts in the row);
+  `onnxruntime+fusions+int8`: then `quantize_dynamic` (int8 weights).
 
 Weights are the same in every runner when transformers is installed (a
 randomly initialized Hugging Face model, loaded into ours with
@@ -62,21 +74,39 @@ WARMUP_PAIRS = 10
 # Outputs kept per runner (first pairs) to compare runners and levers.
 CHECK_PAIRS = 16
 
+# TensorFlow runners: (InferenceOptions kwargs, oneDNN on?). {}: the export's
+# defaults, i.e. what `distil-tf export` writes. Each is timed in its own
+# process with TF_ENABLE_ONEDNN_OPTS set (read once, when TensorFlow starts):
+# - off (0): how stock `tensorflow/serving` runs on a CPU without
+#   AVX512-VNNI/AVX512-BF16/AVX-VNNI/AMX, or anywhere with
+#   `-e TF_ENABLE_ONEDNN_OPTS=0`; Eigen kernels. The default runner.
+# - on (1): how a oneDNN build (`serving/Dockerfile.onednn`) runs it, and
+#   stock TF Serving on CPUs with those features (its default there).
 TF_RUNNERS = {
-    # name: InferenceOptions kwargs ({}: the export's defaults, i.e. what
-    # `distil-tf export` writes; "keras-layers": the keras-hub graph).
-    "tf-savedmodel": {},
-    "tf-savedmodel+keras-layers": {"fused_graph": False},
-    "tf-savedmodel+xla+buckets": {"buckets": "default", "jit_compile": True},
-    "tf-savedmodel+keras-layers+xla+buckets": {"fused_graph": False, "buckets": "default", "jit_compile": True},
-    "tf-savedmodel+keras-layers+xla+buckets+bf16": {
-        "fused_graph": False, "buckets": "default", "jit_compile": True, "compute_dtype": "bfloat16",
-    },
+    "tf-savedmodel": ({}, False),
+    "tf-savedmodel+onednn": ({}, True),
+    # `distil-tf export --precision bfloat16`: keras-hub graph in bfloat16, no XLA.
+    "tf-savedmodel+bf16+onednn": ({"fused_graph": False, "compute_dtype": "bfloat16"}, True),
+    "tf-savedmodel+bf16": ({"fused_graph": False, "compute_dtype": "bfloat16"}, False),
+    "tf-savedmodel+keras-layers": ({"fused_graph": False}, False),
+    "tf-savedmodel+xla+buckets": ({"buckets": "default", "jit_compile": True}, False),
+    "tf-savedmodel+keras-layers+xla+buckets": ({"fused_graph": False, "buckets": "default", "jit_compile": True}, False),
+    "tf-savedmodel+keras-layers+xla+buckets+bf16": (
+        {"fused_graph": False, "buckets": "default", "jit_compile": True, "compute_dtype": "bfloat16"}, False),
     # Not run by default: a compilation per distinct length (seconds each).
-    "tf-savedmodel+xla": {"jit_compile": True},
+    "tf-savedmodel+xla": ({"jit_compile": True}, False),
 }
-PEER_RUNNERS = ("hf-pytorch", "onnxruntime")
+# Peers. ORT "at its best": `onnxruntime.transformers.optimizer` fusions
+# (Attention, SkipLayerNormalization, BiasGelu, EmbedLayerNormalization), and
+# those plus int8 dynamic quantization of the weights (`quantize_dynamic`).
+ORT_RUNNERS = {
+    "onnxruntime": (),
+    "onnxruntime+fusions": ("fusions",),
+    "onnxruntime+fusions+int8": ("fusions", "int8"),
+}
+PEER_RUNNERS = ("hf-pytorch",) + tuple(ORT_RUNNERS)
 ALL_RUNNERS = tuple(TF_RUNNERS) + PEER_RUNNERS
+BFLOAT16_RUNNERS = tuple(name for name in TF_RUNNERS if "bf16" in name)
 VERSION_PACKAGES = (
     "tensorflow", "keras", "keras-hub", "torch", "transformers", "onnxruntime", "onnx",
 )
@@ -88,8 +118,12 @@ def default_runners():
 
     runners = [name for name in ALL_RUNNERS if name != "tf-savedmodel+xla"]
     if not native_bfloat16():
-        runners.remove("tf-savedmodel+keras-layers+xla+buckets+bf16")
+        runners = [name for name in runners if name not in BFLOAT16_RUNNERS]
     return runners
+
+
+def onednn_label(enabled):
+    return "on (TF_ENABLE_ONEDNN_OPTS=1)" if enabled else "off (TF_ENABLE_ONEDNN_OPTS=0)"
 
 
 def default_data_dir():
@@ -284,56 +318,121 @@ def _require(*modules):
             ) from error
 
 
-def _tf_runner(options_kwargs):
-    """A loader for the exported SavedModel path, with or without levers."""
+def _inference_options(options_kwargs):
+    from distil_tf.export.inference_options import DEFAULT_BUCKETS, InferenceOptions
 
-    def load(model, inputs, tokenizer, work_dir, threads=None):
-        # Threads: process-wide for TensorFlow, set by `configure_threads`.
-        import tensorflow as tf
+    kwargs = dict(options_kwargs)
+    if kwargs.get("buckets") == "default":
+        kwargs["buckets"] = DEFAULT_BUCKETS
+    return InferenceOptions(**kwargs)
 
-        from distil_tf.export import ExportModule
-        from distil_tf.export.inference_options import DEFAULT_BUCKETS, InferenceOptions, bucket_lengths
 
-        max_length = model.encoder_config["max_sequence_length"]
-        kwargs = dict(options_kwargs)
-        if kwargs.get("buckets") == "default":
-            kwargs["buckets"] = DEFAULT_BUCKETS
-        options = InferenceOptions(**kwargs)
-        module = ExportModule(model.task_model, tokenizer, max_sequence_length=max_length, options=options)
-        path = pathlib.Path(work_dir) / "saved_model"
-        tf.saved_model.save(module, str(path), signatures=module.get_signatures())
-        del module
-        signature = tf.saved_model.load(str(path)).signatures["predict_ids"]
-        use_segments = model.architecture == "bert"
-        # Tensors built before timing, as a server holds them after parsing.
-        feeds = []
-        for token_ids, segment_ids in zip(inputs.token_ids, inputs.segment_ids):
-            feed = {"token_ids": tf.constant(token_ids), "padding_mask": tf.ones_like(token_ids)}
+def export_savedmodel(model, tokenizer, path, options):
+    """The SavedModel `ExportModule` writes with `options`, at `path` (the graph does not depend on oneDNN)."""
+    import tensorflow as tf
+
+    from distil_tf.export import ExportModule
+
+    max_length = model.encoder_config["max_sequence_length"]
+    module = ExportModule(model.task_model, tokenizer, max_sequence_length=max_length, options=options)
+    tf.saved_model.save(module, str(path), signatures=module.get_signatures())
+    return path
+
+
+def load_savedmodel_runner(path, inputs, use_segments, buckets=None):
+    """`(predict, warmup, to_numpy)` over the `predict_ids` signature of a SavedModel (in this process)."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (the text signatures' ops, needed to load)
+
+    from distil_tf.export.inference_options import bucket_lengths
+
+    signature = tf.saved_model.load(str(path)).signatures["predict_ids"]
+    # Tensors built before timing, as a server holds them after parsing.
+    feeds = []
+    for token_ids, segment_ids in zip(inputs.token_ids, inputs.segment_ids):
+        feed = {"token_ids": tf.constant(token_ids), "padding_mask": tf.ones_like(token_ids)}
+        if use_segments:
+            feed["segment_ids"] = tf.constant(segment_ids)
+        feeds.append(feed)
+
+    def predict(index):
+        return signature(**feeds[index])
+
+    def warmup():
+        # One request per bucket length the data reaches, as TF Serving
+        # warmup records would do: XLA compiles each shape once, here,
+        # not in the timed pass.
+        if not buckets:
+            return
+        for length in sorted(set(bucket_lengths(inputs.lengths, buckets))):
+            feed = {"token_ids": tf.ones([1, int(length)], tf.int32), "padding_mask": tf.ones([1, int(length)], tf.int32)}
             if use_segments:
-                feed["segment_ids"] = tf.constant(segment_ids)
-            feeds.append(feed)
+                feed["segment_ids"] = tf.zeros([1, int(length)], tf.int32)
+            signature(**feed)
 
-        def predict(index):
-            return signature(**feeds[index])
+    def to_numpy(outputs):
+        return {key: value.numpy() for key, value in outputs.items()}
 
-        def warmup():
-            # One request per bucket length the data reaches, as TF Serving
-            # warmup records would do: XLA compiles each shape once, here,
-            # not in the timed pass.
-            if not options.buckets:
-                return
-            for length in sorted(set(bucket_lengths(inputs.lengths, options.buckets))):
-                feed = {"token_ids": tf.ones([1, int(length)], tf.int32), "padding_mask": tf.ones([1, int(length)], tf.int32)}
-                if use_segments:
-                    feed["segment_ids"] = tf.zeros([1, int(length)], tf.int32)
-                signature(**feed)
+    return predict, warmup, to_numpy
 
-        def to_numpy(outputs):
-            return {key: value.numpy() for key, value in outputs.items()}
 
-        return predict, warmup, to_numpy
+def _time_savedmodel(runner, model, inputs, tokenizer, work_dir, threads, warmup_pairs):
+    """Export in this process, time in a fresh one with the runner's TF_ENABLE_ONEDNN_OPTS.
 
-    return load
+    The variable is read once, when TensorFlow initializes, and this
+    process has long started TensorFlow: so every TensorFlow runner, oneDNN
+    on or off, is loaded and timed in its own `python -m
+    distil_tf.benchmarks.speed --time-savedmodel` child, like a server
+    process would. Returns `(seconds, cpu_seconds, outputs, extra)`.
+    """
+    import subprocess
+    import sys
+
+    options_kwargs, onednn = TF_RUNNERS[runner]
+    options = _inference_options(options_kwargs)
+    work_dir = pathlib.Path(work_dir)
+    export_savedmodel(model, tokenizer, work_dir / "saved_model", options)
+    arrays = {}
+    for index, (token_ids, segment_ids) in enumerate(zip(inputs.token_ids, inputs.segment_ids)):
+        arrays[f"token_ids_{index}"], arrays[f"segment_ids_{index}"] = token_ids, segment_ids
+    np.savez(work_dir / "inputs.npz", **arrays)
+    spec = {"saved_model": str(work_dir / "saved_model"), "inputs": str(work_dir / "inputs.npz"),
+            "pairs": len(inputs), "use_segments": model.architecture == "bert",
+            "buckets": list(options.buckets or ()), "threads": threads, "warmup_pairs": warmup_pairs,
+            "out": str(work_dir / "timing.npz")}
+    (work_dir / "spec.json").write_text(json.dumps(spec))
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1" if onednn else "0")
+    completed = subprocess.run(
+        [sys.executable, "-m", "distil_tf.benchmarks.speed", "--time-savedmodel", str(work_dir / "spec.json")],
+        env=env, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"runner {runner} failed in its child process:\n{completed.stderr[-3000:]}")
+    result = np.load(work_dir / "timing.npz", allow_pickle=False)
+    keys = json.loads(str(result["output_keys"]))
+    outputs = [{key: result[f"output_{index}_{key}"] for key in keys} for index in range(int(result["kept"]))]
+    extra = {"onednn": onednn_label(onednn), "onednn_enabled_in_child": bool(result["onednn_enabled"])}
+    return result["seconds"], float(result["cpu_seconds"]), outputs, extra
+
+
+def _time_savedmodel_child(spec_path):
+    """The child side of `_time_savedmodel`: load, warm up, time, write `timing.npz`."""
+    spec = json.loads(pathlib.Path(spec_path).read_text())
+    from distil_tf.benchmarks import fast_inference
+
+    fast_inference.configure_threads(intra_op=spec["threads"], inter_op=1)
+    from tensorflow.python.util import _pywrap_util_port
+
+    arrays = np.load(spec["inputs"])
+    inputs = PairInputs([arrays[f"token_ids_{index}"] for index in range(spec["pairs"])],
+                        [arrays[f"segment_ids_{index}"] for index in range(spec["pairs"])])
+    predict, warmup, to_numpy = load_savedmodel_runner(
+        spec["saved_model"], inputs, spec["use_segments"], tuple(spec["buckets"]) or None)
+    seconds, cpu_seconds, kept = time_pass(predict, len(inputs), warmup, spec["warmup_pairs"])
+    outputs = [to_numpy(output) for output in kept]
+    keys = sorted(outputs[0]) if outputs else []
+    np.savez(spec["out"], seconds=seconds, cpu_seconds=cpu_seconds, kept=len(outputs),
+             output_keys=json.dumps(keys), onednn_enabled=_pywrap_util_port.IsMklEnabled(),
+             **{f"output_{index}_{key}": output[key] for index, output in enumerate(outputs) for key in keys})
 
 
 def _hf_inputs(model, inputs):
@@ -370,7 +469,7 @@ def _load_hf_pytorch(model, inputs, tokenizer, work_dir, threads=None):
     return predict, None, to_numpy
 
 
-def export_onnx(model, path, opset=17):
+def export_onnx(model, path, opset=17, attn_implementation=None):
     """`torch.onnx.export` of the Hugging Face model, dynamic batch and length.
 
     Uses the TorchScript exporter (`dynamo=False`): ONNX Runtime's attention
@@ -395,7 +494,8 @@ def export_onnx(model, path, opset=17):
     if model.architecture == "bert":
         names.append("token_type_ids")
         example.append(torch.zeros((1, 8), dtype=torch.int64))
-    wrapped = LastHiddenState(transformers.AutoModel.from_pretrained(model.hf_dir).eval(), names)
+    kwargs = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
+    wrapped = LastHiddenState(transformers.AutoModel.from_pretrained(model.hf_dir, **kwargs).eval(), names)
     dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in names}
     dynamic_axes["last_hidden_state"] = {0: "batch", 1: "sequence"}
     with torch.no_grad():
@@ -412,47 +512,102 @@ def export_onnx(model, path, opset=17):
     return path
 
 
-def _load_onnxruntime(model, inputs, tokenizer, work_dir, threads=None):
-    _require("torch", "transformers", "onnx", "onnxruntime")
-    import onnxruntime
+def optimize_onnx(model, path, out_path):
+    """ORT's transformer optimizer on the exported graph (model type "bert", heads and width from the config).
 
-    path = export_onnx(model, pathlib.Path(work_dir) / "model.onnx")
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    session = onnxruntime.InferenceSession(
-        str(path), options, providers=["CPUExecutionProvider"]
-    )
-    feeds = [
-        {key: value.numpy() for key, value in feed.items()} for feed in _hf_inputs(model, inputs)
-    ]
+    Returns the fused-operator statistics (e.g. `{"Attention": 6,
+    "SkipLayerNormalization": 12, ...}`), recorded in the row: a peer whose
+    fusions did not fire would be a handicapped peer.
+    """
+    from onnxruntime.transformers import optimizer
 
-    def predict(index):
-        return session.run(None, feeds[index])[0]
+    optimized = optimizer.optimize_model(
+        str(path), model_type="bert", num_heads=model.encoder_config["num_heads"],
+        hidden_size=model.encoder_config["hidden_dim"], use_gpu=False)
+    optimized.save_model_to_file(str(out_path))
+    return {name: int(count) for name, count in optimized.get_fused_operator_statistics().items() if count}
 
-    def to_numpy(output):
-        return {"sequence_output": output}
 
-    return predict, None, to_numpy
+def quantize_onnx(path, out_path):
+    """int8 dynamic quantization of the weights (`quantize_dynamic`, QInt8); activations stay float32."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # The fused graph's contrib ops (com.microsoft domain) defeat ONNX shape
+    # inference, so the quantizer is told their outputs are float32.
+    quantize_dynamic(str(path), str(out_path), weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return out_path
+
+
+def _onnxruntime_loader(variant):
+    def load(model, inputs, tokenizer, work_dir, threads=None):
+        _require("torch", "transformers", "onnx", "onnxruntime")
+        import onnxruntime
+
+        work_dir = pathlib.Path(work_dir)
+        # ORT's Attention fusion matches the eager attention's ONNX pattern,
+        # not the one `torch.onnx` writes for SDPA (transformers' default).
+        attention = "eager" if "fusions" in variant else None
+        path = export_onnx(model, work_dir / "model.onnx", attn_implementation=attention)
+        details = {}
+        if "fusions" in variant:
+            details["ort_fused_operators"] = optimize_onnx(model, path, work_dir / "model_fused.onnx")
+            path = work_dir / "model_fused.onnx"
+        if "int8" in variant:
+            path = quantize_onnx(path, work_dir / "model_int8.onnx")
+            details["ort_quantization"] = "quantize_dynamic, weight_type=QInt8"
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+        input_names = {node.name for node in session.get_inputs()}
+        feeds = [
+            {key: value.numpy() for key, value in feed.items() if key in input_names}
+            for feed in _hf_inputs(model, inputs)
+        ]
+
+        def predict(index):
+            return session.run(None, feeds[index])[0]
+
+        def to_numpy(output):
+            return {"sequence_output": output}
+
+        load.details = details
+        return predict, None, to_numpy
+
+    return load
+
+
+_load_onnxruntime = _onnxruntime_loader(())
 
 
 def runner_loader(name):
-    """`load(model, inputs, tokenizer, work_dir, threads) -> (predict, warmup, to_numpy)`."""
+    """`load(model, inputs, tokenizer, work_dir, threads) -> (predict, warmup, to_numpy)`.
+
+    None for TensorFlow runners, which `_time_savedmodel` runs in a child
+    process; unknown names raise `ValueError`.
+    """
     if name in TF_RUNNERS:
-        return _tf_runner(TF_RUNNERS[name])
+        return None  # timed in a child process: `_time_savedmodel`
     if name == "hf-pytorch":
         return _load_hf_pytorch
-    if name == "onnxruntime":
-        return _load_onnxruntime
+    if name in ORT_RUNNERS:
+        return _onnxruntime_loader(ORT_RUNNERS[name])
     raise ValueError(f"unknown runner '{name}'; expected some of {', '.join(ALL_RUNNERS)}")
 
 
 def check_runner(name):
     """None when the runner can run, else why not (a missing import)."""
-    modules = {"hf-pytorch": ("torch", "transformers"),
-               "onnxruntime": ("torch", "transformers", "onnx", "onnxruntime")}.get(name, ())
+    ort = ("torch", "transformers", "onnx", "onnxruntime")
+    modules = {"hf-pytorch": ("torch", "transformers"), "onnxruntime": ort,
+               "onnxruntime+fusions": ort + ("onnxruntime.transformers.optimizer",),
+               "onnxruntime+fusions+int8": ort + ("onnxruntime.transformers.optimizer",
+                                                  "onnxruntime.quantization")}.get(name, ())
     try:
         _require(*modules)
     except RunnerUnavailable as error:
@@ -588,7 +743,8 @@ def run_benchmark(
             raise ValueError(f"unknown model '{name}'; expected some of {', '.join(MODEL_NAMES)}")
     runners = list(default_runners() if runners is None else runners)
     for name in runners:
-        runner_loader(name)  # unknown names fail before any work
+        if name not in ALL_RUNNERS:  # unknown names fail before any work
+            runner_loader(name)
 
     tokenizer = load_tokenizer(vocab_path)
     pairs = read_stsb_pairs(stsb_path, limit=num_pairs)
@@ -626,7 +782,7 @@ def run_benchmark(
                     row["max_abs_diff_vs_tf_savedmodel"] = _max_abs_difference(references[model_name], outputs)
                 if runner in PEER_RUNNERS:
                     checks[model_name][runner] = outputs
-                if runner.endswith("+bf16"):
+                if runner in BFLOAT16_RUNNERS:
                     row["max_abs_diff_sequence_output"] = sequence_output_difference(model, inputs, "bfloat16")
                 rows.append(row)
                 log(f"{model_name} / {runner}: {row['pass_seconds']:.2f} s, "
@@ -646,7 +802,8 @@ def run_benchmark(
         "versions": package_versions(),
         "cpu": fast_inference.cpu_info(),
         "threads": {"tensorflow": tf_threads, "torch": threads if "hf-pytorch" in active else None,
-                    "onnxruntime": {"intra_op": threads, "inter_op": 1} if "onnxruntime" in active else None},
+                    "onnxruntime": ({"intra_op": threads, "inter_op": 1}
+                                    if any(name in ORT_RUNNERS for name in active) else None)},
         "paper": PAPER_TABLE_3,
         "load": _load_average(),
     }
@@ -661,13 +818,19 @@ def _time_runner(runner, model, inputs, tokenizer, scratch, threads, warmup_pair
     """Load one runner for one model, time its pass; `(row, kept outputs)`."""
     work_dir = pathlib.Path(scratch) / f"{model.name}_{runner}"
     work_dir.mkdir()
-    predict, warmup, to_numpy = runner_loader(runner)(model, inputs, tokenizer, work_dir, threads)
-    seconds, cpu_seconds, kept = time_pass(predict, len(inputs), warmup, warmup_pairs)
-    outputs = [to_numpy(output) for output in kept]
-    del predict, warmup, kept
+    if runner in TF_RUNNERS:
+        seconds, cpu_seconds, outputs, extra = _time_savedmodel(
+            runner, model, inputs, tokenizer, work_dir, threads, warmup_pairs)
+    else:
+        load = runner_loader(runner)
+        predict, warmup, to_numpy = load(model, inputs, tokenizer, work_dir, threads)
+        seconds, cpu_seconds, kept = time_pass(predict, len(inputs), warmup, warmup_pairs)
+        outputs = [to_numpy(output) for output in kept]
+        extra = dict(getattr(load, "details", {}))
+        del predict, warmup, kept
     shutil.rmtree(work_dir, ignore_errors=True)  # GBs of SavedModels per runner
     row = {"model": model.name, "runner": runner, "parameters": model.parameters,
-           "pairs": len(inputs), **summarize_times(seconds, cpu_seconds)}
+           "pairs": len(inputs), **extra, **summarize_times(seconds, cpu_seconds)}
     return row, outputs
 
 
@@ -716,26 +879,27 @@ def format_table(report):
         f"DistilBERT Table 3 on this machine: {report['pairs']} STS-B dev pairs, batch size 1, "
         f"{report['tokenization']}.",
         "",
-        "| model | runner | params (M) | pass (s) | CPU (s) | ms/pair mean | p50 | p90 | DistilBERT speed-up | max abs diff vs tf-savedmodel |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | runner | oneDNN | params (M) | pass (s) | CPU (s) | ms/pair mean | p50 | p90 | DistilBERT speed-up | max abs diff vs tf-savedmodel |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     speedup = report["speedups"]
     for row in report["rows"]:
         ratio = f"{speedup[row['runner']]:.2f}x" if row["model"] == "distilbert" and row["runner"] in speedup else ""
         difference = row.get("max_abs_diff_vs_tf_savedmodel")
         lines.append(
-            f"| {row['model']} | {row['runner']} | {row['parameters'] / 1e6:.1f} | {row['pass_seconds']:.2f} "
+            f"| {row['model']} | {row['runner']} | {_onednn_cell(row)} | {row['parameters'] / 1e6:.1f} "
+            f"| {row['pass_seconds']:.2f} "
             f"| {'' if row.get('cpu_seconds') is None else format(row['cpu_seconds'], '.2f')} "
             f"| {row['ms_per_pair_mean']:.2f} | {row['ms_per_pair_p50']:.2f} | {row['ms_per_pair_p90']:.2f} "
             f"| {ratio} | {'' if difference is None else f'{difference:.1e}'} |"
         )
     paper = report["paper"]
     lines.append(
-        f"| bert (paper, Haswell, 1,500 pairs) | PyTorch 2019 | 110 | {paper['bert']['seconds']:.0f} | "
+        f"| bert (paper, Haswell, 1,500 pairs) | PyTorch 2019 | | 110 | {paper['bert']['seconds']:.0f} | "
         f"| {paper['bert']['seconds'] / STSB_DEV_PAIRS * 1000:.0f} | | | | |"
     )
     lines.append(
-        f"| distilbert (paper) | PyTorch 2019 | 66 | {paper['distilbert']['seconds']:.0f} | "
+        f"| distilbert (paper) | PyTorch 2019 | | 66 | {paper['distilbert']['seconds']:.0f} | "
         f"| {paper['distilbert']['seconds'] / STSB_DEV_PAIRS * 1000:.0f} | | | "
         f"{paper['bert']['seconds'] / paper['distilbert']['seconds']:.2f}x | |"
     )
@@ -743,6 +907,13 @@ def format_table(report):
         if "max_abs_diff_sequence_output" in row:
             lines.append(f"\n{row['model']} / {row['runner']}: max abs diff of the sequence output vs "
                          f"float32 {row['max_abs_diff_sequence_output']:.2e}")
+    for row in report["rows"]:
+        if "ort_fused_operators" in row:
+            lines.append(f"\n{row['model']} / {row['runner']}: ORT fused operators "
+                         + json.dumps(row["ort_fused_operators"], sort_keys=True))
+    lines.append("\noneDNN: 'off' is how stock tensorflow/serving runs on CPUs without AVX512-VNNI/AVX512-BF16/"
+                 "AVX-VNNI/AMX (or with -e TF_ENABLE_ONEDNN_OPTS=0); 'on' is how serving/Dockerfile.onednn "
+                 "runs, and stock TF Serving's default on CPUs with them. Each TF runner ran in its own process.")
     if report["parity"]:
         lines.append("\nSame weights in every runner; max abs diff of the sequence output, first pairs: "
                      + "; ".join(f"{model} {key} {value:.1e}" for model, values in report["parity"].items()
@@ -752,7 +923,8 @@ def format_table(report):
     cpu = report["cpu"]
     lines.append(
         f"\nCPU: {cpu['model']}, {cpu['cores']} cores (avx512f={cpu['avx512f']}, "
-        f"avx512_bf16={cpu['avx512_bf16']}, amx_bf16={cpu['amx_bf16']}), TF_ENABLE_ONEDNN_OPTS={cpu['onednn_opts']}; "
+        f"avx512_bf16={cpu['avx512_bf16']}, amx_bf16={cpu['amx_bf16']}; TensorFlow's oneDNN default here: "
+        f"{'on' if cpu.get('onednn_default_on') else 'off'}), TF_ENABLE_ONEDNN_OPTS={cpu['onednn_opts']}; "
         f"threads: {json.dumps(report['threads'])}"
     )
     lines.append("Versions: " + ", ".join(f"{name} {version}" for name, version in report["versions"].items()))
@@ -760,6 +932,15 @@ def format_table(report):
         lines.append(f"Load average at the end (1/5/15 min): {report['load']['loadavg_1_5_15']}; "
                      "a shared machine: rerun on a quiet one for final figures.")
     return "\n".join(lines)
+
+
+def _onednn_cell(row):
+    if "onednn" not in row:
+        return ""
+    cell = row["onednn"].split(" ")[0]
+    if row.get("onednn_enabled_in_child") is not None and (row["onednn_enabled_in_child"]) != (cell == "on"):
+        cell += " (not in effect!)"
+    return cell
 
 
 def write_report(report, out_dir):
@@ -853,3 +1034,14 @@ def speed_command(args):
         out_dir=args.out,
         threads=args.threads,
     )
+
+
+if __name__ == "__main__":
+    # `python -m distil_tf.benchmarks.speed --time-savedmodel SPEC`: the
+    # child process of a TensorFlow runner (`_time_savedmodel`).
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "--time-savedmodel":
+        raise SystemExit("usage: python -m distil_tf.benchmarks.speed --time-savedmodel SPEC.json "
+                         "(run the benchmark with `distil-tf benchmark speed`)")
+    _time_savedmodel_child(sys.argv[2])

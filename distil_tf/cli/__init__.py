@@ -137,7 +137,8 @@ def cmd_export(args):
 
         serving_only = [flag for flag, value in (("--version", args.version), ("--no-warmup", args.no_warmup),
                         ("--keras-layers", args.keras_layers), ("--pair/--no-pair", args.pair is not None),
-                        ("--pooling", args.pooling), ("--normalize/--no-normalize", args.normalize is not None))
+                        ("--pooling", args.pooling), ("--normalize/--no-normalize", args.normalize is not None),
+                        ("--precision", args.precision != "float32"))
                         if value]
         if serving_only:
             raise ValueError(f"{', '.join(serving_only)} only apply to --format saved_model")
@@ -149,7 +150,7 @@ def cmd_export(args):
     print(export_command(args.model, args.out, version=args.version,
                          max_sequence_length=args.max_sequence_length,
                          warmup=not args.no_warmup, pair=args.pair, keras_layers=args.keras_layers,
-                         pooling=args.pooling, normalize=args.normalize))
+                         pooling=args.pooling, normalize=args.normalize, precision=args.precision))
 
 
 def cmd_demo(args):
@@ -248,6 +249,10 @@ def build_parser():
                            help="encoders: L2-normalize the embeddings (default: as the checkpoint "
                                 "records, on for all-MiniLM-L6-v2)")
     normalize.add_argument("--no-normalize", dest="normalize", action="store_false")
+    export.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="float32",
+                        help="compute dtype, no XLA: auto = bfloat16 where this CPU has AVX512-BF16 or AMX "
+                             "(/proc/cpuinfo), else float32; bfloat16 uses the keras-hub layer graph "
+                             "(default: float32, the fused graph)")
     export.set_defaults(handler=cmd_export)
 
     predict = commands.add_parser(

@@ -11,6 +11,7 @@ Example:
 >>> #     tensorflow/serving:2.20.0
 """
 
+import dataclasses
 import json
 import pathlib
 import warnings
@@ -26,7 +27,7 @@ from distil_tf.export.export_module import (
     DEFAULT_MAX_WINDOWS,
     ExportModule,
 )
-from distil_tf.export.inference_options import InferenceOptions
+from distil_tf.export.inference_options import InferenceOptions, options_for_precision, resolve_precision
 from distil_tf.models.encoder import Encoder
 from distil_tf.models.model_dir import describe_model, load_model_and_tokenizer
 from distil_tf.text.preprocessing import PreprocessingConfig
@@ -34,6 +35,9 @@ from distil_tf.text.preprocessing import PreprocessingConfig
 # Beside the SavedModel, how its embeddings are made (pooling, normalization,
 # length); TF Serving ignores assets.extra files other than the warmup file.
 EMBEDDING_CONFIG_FILE = "embedding.json"
+# Beside it, the export's precision: what was asked, what it resolved to on
+# the exporting CPU and why (`--precision auto` reads /proc/cpuinfo).
+INFERENCE_CONFIG_FILE = "inference.json"
 
 
 def _warmup_logs(module, model_name):
@@ -122,6 +126,8 @@ def export_model(
     options=None,
     pooling=None,
     normalize=None,
+    precision=None,
+    cpuinfo_path="/proc/cpuinfo",
 ):
     """Export a task model or an encoder as `base_path/<version>/`, TF Serving's layout.
 
@@ -171,6 +177,10 @@ def export_model(
             None uses the pooling recorded for the encoder.
         normalize: bool or None. Encoders only: L2-normalize the embeddings;
             None uses the encoder's recorded `normalize_embeddings`.
+        precision: str or None. "auto", "float32" or "bfloat16"
+            (`inference_options.resolve_precision`, no XLA); recorded in
+            `assets.extra/inference.json`. None: `options` as given.
+        cpuinfo_path: str. Where "auto" reads the CPU flags.
 
     Returns:
         `pathlib.Path` of the published version directory.
@@ -183,6 +193,7 @@ def export_model(
     if base_path.exists() and not base_path.is_dir():
         raise ValueError(f"{base_path} is a file; --out must be a directory (the model's base path)")
     version, target = publish.resolve_version(base_path, version)
+    options, inference_record = _precision_options(options, precision, cpuinfo_path)
     model, tokenizer = load_model_and_tokenizer(model_dir)
     if isinstance(model, Encoder):
         if pair is not None:
@@ -193,7 +204,7 @@ def export_model(
             normalize=normalize, options=options,
         )
         return _publish(module, target, warmup, verify_warmup, check_ops,
-                        lambda: _embedding_warmup_logs(module, model_name))
+                        lambda: _embedding_warmup_logs(module, model_name), inference_record)
     if pooling is not None or normalize is not None:
         raise ValueError(
             f"--pooling and --normalize apply to encoder exports; {model_dir} is a task model, "
@@ -214,7 +225,30 @@ def export_model(
         options=options,
         preprocessing=trained,
     )
-    return _publish(module, target, warmup, verify_warmup, check_ops, lambda: _warmup_logs(module, model_name))
+    return _publish(module, target, warmup, verify_warmup, check_ops, lambda: _warmup_logs(module, model_name),
+                    inference_record)
+
+
+def _precision_options(options, precision, cpuinfo_path):
+    """`(InferenceOptions, inference.json dict or None)` for `precision`."""
+    if precision is None:
+        return options, None
+    if options is not None and options.compute_dtype != "float32":
+        raise ValueError("pass either precision or InferenceOptions(compute_dtype=...), not both")
+    compute_dtype, reason = resolve_precision(precision, cpuinfo_path)
+    fused_graph = True if options is None else options.fused_graph
+    resolved = options_for_precision(compute_dtype, fused_graph=fused_graph)
+    if options is not None:
+        resolved = dataclasses.replace(options, fused_graph=resolved.fused_graph, compute_dtype=compute_dtype)
+    record = {"precision": precision, "compute_dtype": compute_dtype, "reason": reason,
+              "options": {**dataclasses.asdict(resolved), "label": resolved.label}}
+    return resolved, record
+
+
+def read_inference_config(version_dir):
+    """The `inference.json` an export with a precision wrote, or None."""
+    path = pathlib.Path(version_dir) / warmup_records.WARMUP_DIRECTORY / INFERENCE_CONFIG_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 class PreprocessingMismatchWarning(UserWarning):
@@ -247,7 +281,7 @@ def export_sequence_length(trained, requested):
     return int(requested)
 
 
-def _publish(module, target, warmup, verify_warmup, check_ops, make_warmup_logs):
+def _publish(module, target, warmup, verify_warmup, check_ops, make_warmup_logs, inference_record=None):
     signatures = module.get_signatures()
     with publish.publish_directory(target) as staging:
         tf.saved_model.save(module, str(staging), signatures=signatures)
@@ -258,6 +292,10 @@ def _publish(module, target, warmup, verify_warmup, check_ops, make_warmup_logs)
             path = staging / warmup_records.WARMUP_DIRECTORY / EMBEDDING_CONFIG_FILE
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(module.describe(), indent=2) + "\n")
+        if inference_record is not None:
+            path = staging / warmup_records.WARMUP_DIRECTORY / INFERENCE_CONFIG_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(inference_record, indent=2, default=list) + "\n")
         if warmup:
             warmup_records.write_warmup_requests(staging, make_warmup_logs())
             if verify_warmup:
@@ -266,9 +304,9 @@ def _publish(module, target, warmup, verify_warmup, check_ops, make_warmup_logs)
 
 
 def export_command(model, out, version=None, max_sequence_length=None,
-                   warmup=True, pair=None, keras_layers=False, pooling=None, normalize=None):
+                   warmup=True, pair=None, keras_layers=False, pooling=None, normalize=None, precision=None):
     """What `distil-tf export --model DIR --out BASE [--version N] [--keras-layers]
-    [--pooling P] [--normalize | --no-normalize]` runs.
+    [--pooling P] [--normalize | --no-normalize] [--precision auto|float32|bfloat16]` runs.
 
     Returns:
         A one-line summary for the CLI to print.
@@ -283,9 +321,13 @@ def export_command(model, out, version=None, max_sequence_length=None,
         options=InferenceOptions(fused_graph=not keras_layers),
         pooling=pooling,
         normalize=normalize,
+        precision=precision,
     )
     signatures = ", ".join(signature_names(path))
     summary = f"exported version {path.name} to {path} (signatures: {signatures})"
+    inference = read_inference_config(path)
+    if inference is not None:
+        summary += f"\nprecision: {inference['compute_dtype']} ({inference['reason']})"
     embedding = read_embedding_config(path)
     trained = trained_preprocessing(model) if embedding is None else None
     if trained is not None:

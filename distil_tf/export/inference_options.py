@@ -23,6 +23,7 @@ by `distil-tf benchmark speed` (`distil_tf.benchmarks.speed`):
 """
 
 import dataclasses
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -150,3 +151,77 @@ def _copy_weights(source_model, target_model):
         raise ValueError(f"weight lists differ ({len(source)} vs {len(target)}) after the dtype rebuild")
     for variable, value in zip(target, source):
         variable.assign(tf.cast(value, variable.dtype))
+
+
+# ---------------------------------------------------------------------------
+# Export precision: `distil-tf export --precision auto|float32|bfloat16`
+# ---------------------------------------------------------------------------
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+# /proc/cpuinfo flags of native bfloat16 dot products: AVX512-BF16 (Cooper
+# Lake, Zen 4) or AMX (Sapphire Rapids on). Without them oneDNN (and Eigen)
+# emulate bfloat16 with float32 arithmetic plus conversions: slower than
+# float32, not faster.
+NATIVE_BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "amx_tile"})
+
+
+class EmulatedBfloat16Warning(UserWarning):
+    """`--precision bfloat16` on a CPU without native bfloat16: it will be emulated and slow."""
+
+
+def cpu_flags(cpuinfo_path="/proc/cpuinfo"):
+    """The first `flags` line of `cpuinfo_path` as a set (empty when unreadable, e.g. not Linux)."""
+    try:
+        with open(cpuinfo_path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def resolve_precision(precision="auto", cpuinfo_path="/proc/cpuinfo"):
+    """The compute dtype an export uses, and why.
+
+    Args:
+        precision: str. "auto" (bfloat16 where the CPU has AVX512-BF16 or
+            AMX, else float32), "float32" or "bfloat16".
+        cpuinfo_path: where the CPU flags are read (a fake file in tests).
+            The export is meant for a server on the same kind of CPU.
+
+    Returns:
+        `(compute_dtype, reason)`: "float32" or "bfloat16", and a one-line
+        explanation for the export's metadata and the CLI.
+
+    Warns:
+        EmulatedBfloat16Warning: "bfloat16" asked for on a CPU without it.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    native = sorted(NATIVE_BFLOAT16_FLAGS & cpu_flags(cpuinfo_path))
+    if precision == "float32":
+        return "float32", "float32 requested"
+    if precision == "bfloat16":
+        if not native:
+            warnings.warn(
+                "--precision bfloat16 on a CPU without AVX512-BF16 or AMX: bfloat16 will be emulated "
+                "and slower than float32", EmulatedBfloat16Warning, stacklevel=2)
+            return "bfloat16", "bfloat16 requested (emulated: the CPU has no avx512_bf16/amx_bf16)"
+        return "bfloat16", f"bfloat16 requested (native: {', '.join(native)})"
+    if native:
+        return "bfloat16", f"auto: the CPU has {', '.join(native)}"
+    return "float32", "auto: the CPU has no avx512_bf16/amx_bf16/amx_tile"
+
+
+def options_for_precision(compute_dtype, fused_graph=True):
+    """`InferenceOptions` of an export at `compute_dtype`, without XLA.
+
+    bfloat16 reuses the keras-layers lever (`compute_dtype="bfloat16"`: the
+    keras-hub graph rebuilt under the plain bfloat16 policy, weights cast
+    once); the fused graph is float32 only, so `fused_graph` applies to
+    float32 exports.
+    """
+    if compute_dtype == "bfloat16":
+        return InferenceOptions(fused_graph=False, compute_dtype="bfloat16")
+    return InferenceOptions(fused_graph=fused_graph)
