@@ -173,9 +173,13 @@ def run_retention(config):
     for seed in config.seeds:
         started = time.perf_counter()
         distilled_dir, plain_dir = out / f"seed-{seed}" / "distilled", plain_root / f"seed-{seed}" / "plain"
-        distilled = _run_once(distilled_dir, lambda: run_task_distillation(_task_config(
-            DistillTaskConfig, config, seed, distilled_dir, config.distill_overrides,
-            teacher=str(teacher), student=str(start))))
+        distill_config = _task_config(DistillTaskConfig, config, seed, distilled_dir, config.distill_overrides,
+                                      teacher=str(teacher), student=str(start))
+        if not distill_config.distillation.augment and not distill_config.distillation.teacher_outputs_dir:
+            # Without augmentation every seed's transfer set is the same examples:
+            # the teacher scores them once for the whole report.
+            distill_config.distillation.teacher_outputs_dir = str(out / "teacher_outputs")
+        distilled = _run_once(distilled_dir, lambda: run_task_distillation(distill_config))
         plain_config = _task_config(FinetuneConfig, config, seed, plain_dir, model=str(start))
         check_same_recipe(plain_config, plain_dir)
         plain = _run_once(plain_dir, lambda: run_finetune(plain_config))

@@ -605,6 +605,8 @@ class TeacherOutputCache:
         parse = batch_parser(head_type, getattr(self.teacher, "num_classes", None), self.transfer.sequence_length,
                              pad, with_teacher=False, trim=True)
         shards, written, writer = [], 0, None
+        # Scoring is a full teacher inference pass (minutes on a CPU): a line every ~10%.
+        total, reported = len(self.transfer), 0
         batches = tf.data.Dataset.from_generator(self.transfer.records, output_signature=tf.TensorSpec([], tf.string))
         batches = batches.batch(self.batch_size)
         for serialized in batches:
@@ -631,6 +633,9 @@ class TeacherOutputCache:
                 writer.write(_record(head_type, ids[row, :length], segments[row, :length], targets[row],
                                      float(weights[row]), teacher=target))
                 written += 1
+            if written - reported >= max(total // 10, 1) and written < total:
+                reported = written
+                self.note(f"teacher outputs: {written}/{total} examples scored")
         if writer is not None:
             writer.close()
         manifest = {

@@ -121,6 +121,10 @@ class TaskDistillationConfig:
     # OUT/teacher_outputs and train from it: no teacher pass per step.
     # False (--no-cache): the teacher runs inside every train step.
     cache_teacher_outputs: bool = True
+    # Where that cache lives; unset: OUT/teacher_outputs. Runs that differ
+    # only in seed (without --augment) score the same examples and can share
+    # one: the fingerprint decides whether it is reused. One writer at a time.
+    teacher_outputs_dir: typing.Optional[str] = None
     # Perturbed copies of each training example, labelled by the teacher only
     # (Tang et al., 2019; distil_tf.data.augmentation). Not for span tasks.
     augment: int = 0
@@ -507,7 +511,7 @@ def _transfer_set_input(config, transfer, distiller, out_dir, strategy):
         return transfer_set.on_the_fly_factory(
             transfer, distiller.student.num_classes, config.runtime.seed, trim=trim, drop_remainder=static
         ), summary
-    directory = out_dir / transfer_set.CACHE_DIR
+    directory = pathlib.Path(config.distillation.teacher_outputs_dir or out_dir / transfer_set.CACHE_DIR)
     fingerprint = transfer_set.fingerprint(transfer, distiller.teacher, config.runtime.precision, extra={
         "train_split": config.data.train_split, "train_limit": config.data.train_limit,
         "train_skip": config.data.train_skip, "doc_stride": config.data.doc_stride,

@@ -58,6 +58,9 @@ def test_a_tiny_report_end_to_end(tmp_path, tiny_hf_bert_model, capsys):
     assert (tmp_path / "report" / "seed-1" / "distilled" / "config.yaml").is_file()
     assert json.loads((tmp_path / "report" / "seed-1" / "plain" / "run.json").read_text())[
         "distil_tf_run"]["status"] == "finished"
+    # The teacher scored the transfer set once for the whole report, not once per seed.
+    assert (tmp_path / "report" / "teacher_outputs" / "manifest.json").is_file()
+    assert not (tmp_path / "report" / "seed-1" / "distilled" / "teacher_outputs").exists()
     # A rerun reuses the finished runs.
     assert cli.main(argv) == 0
     assert json.loads((tmp_path / "report" / "retention.json").read_text())["rows"] == report["rows"]
