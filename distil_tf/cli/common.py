@@ -41,11 +41,14 @@ def resolve_training_config(cls, args, field_for_flag, extra_flag_overrides=(), 
         field_for_flag: `{flag: config key}` for steps/batch_size/max_seq_length.
         extra_flag_overrides: more "key=value" strings from a command's own
             flags (e.g. `--data-dir`), applied with the common flags.
-        fields: top-level fields (task, model, out...) set before the YAML.
+        fields: top-level fields from explicit flags (task, model, out...):
+            they win over the YAML, like every other flag.
     """
+    import dataclasses
+
     from distil_tf import config as config_lib
 
-    config = config_lib.resolve(cls, args.config, None, **fields)
+    config = dataclasses.replace(config_lib.resolve(cls, args.config, None), **fields)
     flags = {
         "steps": args.steps, "batch_size": args.batch_size, "max_seq_length": args.max_seq_length,
         "seed": args.seed, "strategy": args.strategy, "tpu": args.tpu,

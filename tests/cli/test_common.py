@@ -43,3 +43,19 @@ def test_set_is_applied_once(monkeypatch):
     config = _resolve(FinetuneConfig, _args(argv), task="glue/sst2", model="m", out="o")
     assert config.steps == 3
     assert sum("steps=3" in overrides for overrides in calls) == 1
+
+
+def test_explicit_top_level_flags_beat_the_yaml(tmp_path):
+    from distil_tf.cli.common import resolve_training_config
+    from distil_tf.training.distill import DistillConfig
+
+    yaml = tmp_path / "run.yaml"
+    yaml.write_text("student: '3'\nteacher: /from/yaml\nsteps: 9\n")
+    argv = ["distill", "--teacher", "t", "--student", "0,2", "--out", "o", "--corpus", "c.txt",
+            "--config", str(yaml)]
+    config = resolve_training_config(DistillConfig, _args(argv), {"steps": "steps"},
+                                     teacher="t", student="0,2", out="o")
+    assert (config.teacher, config.student, config.out, config.steps) == ("t", "0,2", "o", 9)
+    # Without the flag the YAML's value stands.
+    config = resolve_training_config(DistillConfig, _args(argv), {"steps": "steps"}, teacher="t", out="o")
+    assert config.student == "3"
