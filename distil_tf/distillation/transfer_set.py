@@ -544,7 +544,8 @@ class TeacherOutputCache:
         teacher: the frozen teacher `TaskModel`.
         fingerprint: dict from `fingerprint(...)`.
         batch_size: int. Teacher batch size while building.
-        note: callable(str) for one-line notes (default `print`).
+        note: callable(str) for one-line notes on the cache (default `print`).
+        progress: callable(str) for progress lines while building (default `print`).
 
     Examples:
     >>> cache = TeacherOutputCache(out / "teacher_outputs", transfer, teacher, fingerprint(transfer, teacher))
@@ -552,13 +553,14 @@ class TeacherOutputCache:
     >>> make = cache.dataset_factory(seed=42)
     """
 
-    def __init__(self, directory, transfer, teacher, fingerprint, batch_size=64, note=print):
+    def __init__(self, directory, transfer, teacher, fingerprint, batch_size=64, note=print, progress=print):
         self.directory = pathlib.Path(directory)
         self.transfer = transfer
         self.teacher = teacher
         self.fingerprint = fingerprint
         self.batch_size = batch_size
         self.note = note
+        self.progress = progress
         self.manifest = None
 
     def _read_manifest(self):
@@ -635,7 +637,7 @@ class TeacherOutputCache:
                 written += 1
             if written - reported >= max(total // 10, 1) and written < total:
                 reported = written
-                self.note(f"teacher outputs: {written}/{total} examples scored")
+                self.progress(f"teacher outputs: {written}/{total} examples scored")
         if writer is not None:
             writer.close()
         manifest = {
