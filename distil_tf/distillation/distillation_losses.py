@@ -9,7 +9,7 @@ subclasses keep the Keras interface (`compute_loss(teacher_outputs,
 student_outputs)`, config round trips, temperature validation) and take the
 weights as a keyword argument, which `Distiller.compute_loss` passes, and
 optionally `denominator`, the global weight sum of a whole accumulated update
-(`distil_tf.distillation.losses._weighted_mean`).
+(`distil_tf.replica_sums.weighted_mean`).
 """
 
 import keras

@@ -14,36 +14,12 @@ All math runs in float32 (vocabulary-sized softmaxes underflow in float16).
 import tensorflow as tf
 from keras import ops
 
+# Exact over replicas; regression_mse is re-exported for the task losses' users.
+from distil_tf.replica_sums import global_sum as _global_sum
+from distil_tf.replica_sums import regression_mse  # noqa: F401
+from distil_tf.replica_sums import weighted_mean as _weighted_mean
+
 IGNORE_LABEL = -100
-
-
-def _global_sum(value):
-    """Sum of `value` over the replicas of a tf.distribute step (itself otherwise)."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return value
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
-
-
-def _weighted_mean(values, weights, denominator=None):
-    """sum(values * weights) / sum(weights), the denominator over all replicas.
-
-    Under N replicas each replica returns its share of the *global* mean, so
-    the replicas' losses (and gradients) sum to exactly what one device
-    computes on the whole batch, even when replicas hold different numbers of
-    real or masked tokens. Costs one scalar all-reduce per loss term, unless
-    `denominator` (the global weight sum, counted beforehand) is given: a
-    train step that accumulates micro-batches passes the count of the whole
-    update, so the micro-batch losses sum to the update's mean, and no
-    collective runs inside its loop (MirroredStrategy cannot all-reduce
-    inside a `tf.while_loop`).
-    """
-    weights = ops.cast(weights, "float32")
-    total = ops.sum(values * weights)
-    if denominator is None:
-        denominator = _global_sum(ops.sum(weights))
-    # max(., 1): an all-zero weight (e.g. no masked token) gives 0, not NaN.
-    return total / ops.maximum(ops.cast(denominator, "float32"), 1.0)
 
 
 def soft_target_kl(teacher_logits, student_logits, temperature, weights, denominator=None):
@@ -119,14 +95,6 @@ def logits_mse(teacher_logits, student_logits, weights, denominator=None):
     difference = ops.cast(student_logits, "float32") - ops.cast(teacher_logits, "float32")
     per_position = ops.sum(ops.square(difference), axis=-1)
     return _weighted_mean(per_position, weights, denominator)
-
-
-def regression_mse(labels, predictions, weights=None, denominator=None):
-    """Mean squared error for regression heads (STS-B), `[batch]`."""
-    error = ops.square(ops.cast(predictions, "float32") - ops.cast(labels, "float32"))
-    if weights is None:
-        weights = ops.ones_like(error)
-    return _weighted_mean(error, weights, denominator)
 
 
 # --- Hidden-state terms for teachers without an MLM head ---------------------

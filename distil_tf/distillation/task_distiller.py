@@ -38,6 +38,7 @@ from distil_tf.distillation.distillation_losses import (
     mapped_layer_pairs,
 )
 from distil_tf.models.distributed_build import DistributedBuildMixin
+from distil_tf.replica_sums import global_sum
 from distil_tf.tasks import task_losses
 
 
@@ -150,14 +151,6 @@ def label_weights(labels):
     if not isinstance(labels, dict) or LABEL_WEIGHT not in labels:
         return None
     return ops.cast(labels[LABEL_WEIGHT], "float32")
-
-
-def global_sum(value):
-    """`value` summed over replicas (one scalar all-reduce under several)."""
-    context = tf.distribute.get_replica_context()
-    if context is not None and context.num_replicas_in_sync > 1:
-        return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
-    return value
 
 
 def _describe_head(model):

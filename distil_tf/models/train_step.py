@@ -31,6 +31,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from distil_tf.replica_sums import global_sum
+
 
 def accumulation_steps(optimizer):
     """Micro-batches per update of `optimizer` (1 for any optimizer but ours).
@@ -44,13 +46,6 @@ def accumulation_steps(optimizer):
 def _replicas():
     context = tf.distribute.get_replica_context()
     return 1 if context is None else context.num_replicas_in_sync
-
-
-def _all_reduce_sum(values):
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return values
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
 
 
 def leading_rows(x):
@@ -105,7 +100,7 @@ class MicroBatchTrainStep:
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         steps = accumulation_steps(self.optimizer)
-        normalizers = _all_reduce_sum(self.loss_normalizers(x, y))
+        normalizers = global_sum(self.loss_normalizers(x, y))
         rows, static_rows = leading_rows(x)
         if static_rows is not None and static_rows % steps == 0:
             # Static micro-batch size: XLA and TPUs need it.

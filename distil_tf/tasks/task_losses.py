@@ -13,14 +13,14 @@ distiller (`distil_tf.distillation.task_distiller`):
 All losses are float32 scalars, a mean over the *global* batch: under
 tf.distribute each replica returns its share (its sum over the global
 count), so replica losses and gradients sum to the single-device values, the
-convention of `distil_tf.distillation.losses` (no 1/N scaling afterwards).
+convention of `distil_tf.replica_sums` (no 1/N scaling afterwards).
 """
 
 import keras
 import tensorflow as tf
 from keras import ops
 
-from distil_tf.distillation.losses import regression_mse
+from distil_tf.replica_sums import regression_mse
 from distil_tf.heads import CLASSIFICATION, REGRESSION, SPAN
 SPAN_KEYS = ("start_logits", "end_logits")
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from distil_tf import config as config_lib
 from distil_tf import run_dir
+from distil_tf.distillation.distillation_losses import mapped_layer_pairs
 from distil_tf.training.optimization import OptimizerConfig, build_optimizer
 from distil_tf.training.runtime import RuntimeConfig, is_chief, setup_runtime
 
@@ -148,18 +149,13 @@ def build_models(config):
     return teacher, student, tokenizer, layer_map
 
 
-def _mapped_pairs(layer_map):
-    """`(student, teacher)` `hidden_states` indices: student layer i against the teacher layer it came from."""
-    return [(index + 1, int(teacher_index) + 1) for index, teacher_index in enumerate(layer_map)]
-
-
 def _cosine_pairs(config, student, layer_map):
     if config.distillation.cosine_layers == "last":
         return [(-1, -1)]
     if config.distillation.cosine_layers == "all":
         if layer_map is None:
             raise ValueError("cosine_layers=all needs a layer map (the student was given as a directory)")
-        return _mapped_pairs(layer_map)
+        return mapped_layer_pairs(layer_map)
     raise ValueError(f"cosine_layers must be 'last' or 'all', got '{config.distillation.cosine_layers}'")
 
 
@@ -379,7 +375,7 @@ def _run(config, strategy, out_dir, student_dir, callbacks):
             cosine_layer_pairs=_cosine_pairs(config, student, layer_map),
             alpha_hidden_mse=weights["hidden_mse"],
             hidden_mse_layer_pairs=(
-                _mapped_pairs(layer_map) if hidden_mse_layers == "all" else [(-1, -1)]
+                mapped_layer_pairs(layer_map) if hidden_mse_layers == "all" else [(-1, -1)]
             ),
             alpha_pooled_cos=weights["pooled_cos"],
             alpha_pooled_mse=weights["pooled_mse"],

@@ -6,37 +6,10 @@ import pytest
 import tensorflow as tf
 
 from distil_tf.distillation.task_distiller import TaskDistiller
-from distil_tf.models import Encoder, TaskModel
+from tiny_task_models import task_batch, tiny_task_model
 from distil_tf.tasks import task_losses
 
 
-def _task_model(head_type, num_layers=2, seed=0, **kwargs):
-    keras.utils.set_random_seed(seed)
-    encoder = Encoder("bert", vocabulary_size=99, num_layers=num_layers, num_heads=2, hidden_dim=8,
-                      intermediate_dim=16, max_sequence_length=16, mlm_head=False)
-    encoder(encoder.dummy_inputs())
-    model = TaskModel.from_encoder(encoder, head_type, **kwargs)
-    # Logits of a freshly initialized head are ~1e-2: scale them up so the
-    # KL values are far above float32 noise.
-    kernel = model.classifier.kernel
-    model.classifier.kernel.assign(np.random.default_rng(seed).normal(0, 3, kernel.shape).astype("float32"))
-    return model
-
-
-def _batch(head_type, batch_size=4, length=6):
-    rng = np.random.default_rng(0)
-    features = {
-        "token_ids": tf.constant(rng.integers(5, 99, (batch_size, length)), tf.int32),
-        "segment_ids": tf.zeros((batch_size, length), tf.int32),
-        "padding_mask": tf.constant(np.r_[np.ones((batch_size - 1, length)), [[1] * 3 + [0] * (length - 3)]], tf.int32),
-    }
-    if head_type == "span":
-        labels = {"start_logits": tf.constant([1, 2, 0, 1]), "end_logits": tf.constant([2, 3, 0, 2])}
-    elif head_type == "regression":
-        labels = {"logits": tf.constant([0.5, 4.0, 2.0, 1.0])}
-    else:
-        labels = {"logits": tf.constant([0, 1, 2, 1])}
-    return features, labels
 
 
 def _kl_times_t_squared(teacher_logits, student_logits, temperature, axis=-1):
@@ -49,11 +22,11 @@ def _kl_times_t_squared(teacher_logits, student_logits, temperature, axis=-1):
 
 @pytest.mark.parametrize("head_type, kwargs", [("classification", {"num_classes": 3}), ("span", {})])
 def test_identical_models_have_zero_distillation_loss(head_type, kwargs):
-    teacher = _task_model(head_type, **kwargs)
-    student = _task_model(head_type, **kwargs)
+    teacher = tiny_task_model(head_type, **kwargs)
+    student = tiny_task_model(head_type, **kwargs)
     student.set_weights(teacher.get_weights())
     distiller = TaskDistiller(teacher, student)
-    features, labels = _batch(head_type)
+    features, labels = task_batch(head_type)
     terms = distiller.loss_terms(features, labels, student(features, training=False))
     assert float(terms["distillation"]) == pytest.approx(0.0, abs=1e-6)
     assert float(terms["task"]) > 0
@@ -61,10 +34,10 @@ def test_identical_models_have_zero_distillation_loss(head_type, kwargs):
 
 @pytest.mark.parametrize("temperature", [1.0, 2.0, 4.0])
 def test_classification_term_is_kl_times_t_squared(temperature):
-    teacher = _task_model("classification", num_classes=3, seed=0)
-    student = _task_model("classification", num_layers=1, num_classes=3, seed=1)
+    teacher = tiny_task_model("classification", num_classes=3, seed=0)
+    student = tiny_task_model("classification", num_layers=1, num_classes=3, seed=1)
     distiller = TaskDistiller(teacher, student, temperature=temperature)
-    features, labels = _batch("classification")
+    features, labels = task_batch("classification")
     student_outputs = student(features, training=False)
     terms = distiller.loss_terms(features, labels, student_outputs)
     expected = _kl_times_t_squared(teacher(features, training=False)["logits"], student_outputs["logits"], temperature)
@@ -74,9 +47,9 @@ def test_classification_term_is_kl_times_t_squared(temperature):
 
 
 def test_span_term_averages_start_and_end():
-    teacher, student = _task_model("span", seed=0), _task_model("span", num_layers=1, seed=1)
+    teacher, student = tiny_task_model("span", seed=0), tiny_task_model("span", num_layers=1, seed=1)
     distiller = TaskDistiller(teacher, student, alpha_ce=1.0, alpha_task=0.0)
-    features, labels = _batch("span")
+    features, labels = task_batch("span")
     student_outputs = student(features, training=False)
     teacher_outputs = teacher(features, training=False)
     expected = 0.5 * sum(
@@ -86,9 +59,9 @@ def test_span_term_averages_start_and_end():
 
 
 def test_regression_soft_target_is_mse_to_the_teacher():
-    teacher, student = _task_model("regression", seed=0), _task_model("regression", num_layers=1, seed=1)
+    teacher, student = tiny_task_model("regression", seed=0), tiny_task_model("regression", num_layers=1, seed=1)
     distiller = TaskDistiller(teacher, student, temperature=5.0)
-    features, labels = _batch("regression")
+    features, labels = task_batch("regression")
     student_outputs = student(features, training=False)
     expected = np.mean((np.asarray(teacher(features, training=False)["logits"]) - student_outputs["logits"]) ** 2)
     terms = distiller.loss_terms(features, labels, student_outputs)
@@ -99,13 +72,13 @@ def test_regression_soft_target_is_mse_to_the_teacher():
 
 
 def test_only_the_student_learns_and_the_teacher_never_changes():
-    teacher = _task_model("classification", num_classes=3, seed=0)
-    student = _task_model("classification", num_layers=1, num_classes=3, seed=1)
+    teacher = tiny_task_model("classification", num_classes=3, seed=0)
+    student = tiny_task_model("classification", num_layers=1, num_classes=3, seed=1)
     distiller = TaskDistiller(teacher, student)
     distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
     teacher_ids = {id(variable) for variable in teacher.weights}
     assert distiller.trainable_variables and not any(id(v) in teacher_ids for v in distiller.trainable_variables)
-    features, labels = _batch("classification")
+    features, labels = task_batch("classification")
     with tf.GradientTape() as tape:
         loss = distiller.compute_loss(features, labels, distiller(features, training=True))
     gradients = tape.gradient(loss, teacher.weights + student.trainable_weights)
@@ -130,8 +103,8 @@ def test_only_the_student_learns_and_the_teacher_never_changes():
     ],
 )
 def test_bad_configurations(teacher_kwargs, student_kwargs, arguments, message):
-    teacher = _task_model(teacher_kwargs[0], **teacher_kwargs[1])
-    student = _task_model(student_kwargs[0], num_layers=1, **student_kwargs[1])
+    teacher = tiny_task_model(teacher_kwargs[0], **teacher_kwargs[1])
+    student = tiny_task_model(student_kwargs[0], num_layers=1, **student_kwargs[1])
     with pytest.raises(ValueError, match=message):
         TaskDistiller(teacher, student, **arguments)
 
@@ -141,10 +114,10 @@ def test_bad_configurations(teacher_kwargs, student_kwargs, arguments, message):
 ])
 def test_micro_batch_shares_sum_to_the_full_batch_loss(head_type, kwargs):
     """The train step's path: per-example losses over the whole batch's count, summed over parts."""
-    teacher = _task_model(head_type, seed=0, **kwargs)
-    student = _task_model(head_type, num_layers=1, seed=1, **kwargs)
+    teacher = tiny_task_model(head_type, seed=0, **kwargs)
+    student = tiny_task_model(head_type, num_layers=1, seed=1, **kwargs)
     distiller = TaskDistiller(teacher, student, alpha_ce=0.7, alpha_task=0.3)
-    features, labels = _batch(head_type)
+    features, labels = task_batch(head_type)
     full_terms = distiller.loss_terms(features, labels, student(features, training=False))
     normalizers = distiller.loss_normalizers(features, labels)
     assert float(normalizers["examples"]) == 4.0
@@ -167,8 +140,8 @@ def test_per_example_supervised_loss_matches_the_task_loss(head_type, kwargs):
     """The train step's copy of the task losses must not drift from `task_losses`."""
     from distil_tf.distillation.task_distiller import per_example_supervised_loss
 
-    model = _task_model(head_type, seed=3, **kwargs)
-    features, labels = _batch(head_type)
+    model = tiny_task_model(head_type, seed=3, **kwargs)
+    features, labels = task_batch(head_type)
     outputs = model(features, training=False)
     per_example = np.asarray(per_example_supervised_loss(head_type, labels, outputs))
     assert per_example.shape == (4,)

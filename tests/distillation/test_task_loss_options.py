@@ -18,40 +18,14 @@ import tensorflow as tf
 
 from distil_tf.distillation import distillation_losses
 from distil_tf.distillation.task_distiller import TaskDistiller, task_outputs_with_hidden_states
-from distil_tf.models import Encoder, TaskModel
+from distil_tf.models import Encoder
+from tiny_task_models import task_batch, tiny_task_model
 
 
-def _task_model(head_type, num_layers=2, seed=0, hidden_dim=8, **kwargs):
-    keras.utils.set_random_seed(seed)
-    encoder = Encoder("bert", vocabulary_size=99, num_layers=num_layers, num_heads=2, hidden_dim=hidden_dim,
-                      intermediate_dim=16, max_sequence_length=16, mlm_head=False)
-    encoder(encoder.dummy_inputs())
-    model = TaskModel.from_encoder(encoder, head_type, **kwargs)
-    # Large logits, so the terms are far above float32 noise.
-    kernel = model.classifier.kernel
-    kernel.assign(np.random.default_rng(seed).normal(0, 3, kernel.shape).astype("float32"))
-    return model
-
-
-def _batch(head_type, batch_size=4, length=6):
-    rng = np.random.default_rng(0)
-    features = {
-        "token_ids": tf.constant(rng.integers(5, 99, (batch_size, length)), tf.int32),
-        "segment_ids": tf.zeros((batch_size, length), tf.int32),
-        # The last row has 3 real tokens and 3 padding positions.
-        "padding_mask": tf.constant(np.r_[np.ones((batch_size - 1, length)), [[1] * 3 + [0] * (length - 3)]], tf.int32),
-    }
-    if head_type == "span":
-        labels = {"start_logits": tf.constant([1, 2, 0, 1]), "end_logits": tf.constant([2, 3, 0, 2])}
-    elif head_type == "regression":
-        labels = {"logits": tf.constant([0.5, 4.0, 2.0, 1.0])}
-    else:
-        labels = {"logits": tf.constant([0, 1, 2, 1])}
-    return features, labels
 
 
 def _pair(head_type, **kwargs):
-    return _task_model(head_type, seed=0, **kwargs), _task_model(head_type, num_layers=1, seed=1, **kwargs)
+    return tiny_task_model(head_type, seed=0, **kwargs), tiny_task_model(head_type, num_layers=1, seed=1, **kwargs)
 
 
 # --- soft_loss="mse" ---------------------------------------------------------
@@ -60,7 +34,7 @@ def _pair(head_type, **kwargs):
 def test_mse_soft_loss_is_the_squared_logit_distance():
     teacher, student = _pair("classification", num_classes=3)
     distiller = TaskDistiller(teacher, student, soft_loss="mse", temperature=4.0)
-    features, labels = _batch("classification")
+    features, labels = task_batch("classification")
     student_outputs = student(features, training=False)
     terms = distiller.loss_terms(features, labels, student_outputs)
     teacher_logits = np.float64(teacher(features, training=False)["logits"])
@@ -73,7 +47,7 @@ def test_mse_soft_loss_is_the_squared_logit_distance():
 def test_mse_soft_loss_on_spans_averages_start_and_end_over_real_positions():
     teacher, student = _pair("span")
     distiller = TaskDistiller(teacher, student, soft_loss="mse", alpha_ce=1.0, alpha_task=0.0)
-    features, labels = _batch("span")
+    features, labels = task_batch("span")
     student_outputs = student(features, training=False)
     teacher_outputs = teacher(features, training=False)
     real = np.asarray(features["padding_mask"], bool)
@@ -86,7 +60,7 @@ def test_mse_soft_loss_on_spans_averages_start_and_end_over_real_positions():
 
 def test_regression_keeps_its_mse_under_either_soft_loss():
     teacher, student = _pair("regression")
-    features, labels = _batch("regression")
+    features, labels = task_batch("regression")
     outputs = student(features, training=False)
     values = [float(TaskDistiller(teacher, student, soft_loss=soft).loss_terms(features, labels, outputs)["distillation"])
               for soft in ("kl", "mse")]
@@ -116,7 +90,7 @@ def test_hidden_state_term_matches_numpy_over_real_tokens(kind):
     teacher, student = _pair("classification", num_classes=3)
     pairs = [(1, 2), (0, 0)]
     distiller = TaskDistiller(teacher, student, alpha_hidden=2.0, hidden_loss=kind, hidden_layer_pairs=pairs)
-    features, labels = _batch("classification")
+    features, labels = task_batch("classification")
     student_outputs = distiller(features, training=False)
     terms = distiller.loss_terms(features, labels, student_outputs)
     teacher_states = teacher.encoder(features, training=False)["hidden_states"]
@@ -136,12 +110,12 @@ def test_hidden_state_term_matches_numpy_over_real_tokens(kind):
 def test_hidden_state_term_is_zero_for_an_exact_copy_of_the_teacher():
     from distil_tf.models.student_init import student_task_model
 
-    teacher = _task_model("classification", num_classes=3)
+    teacher = tiny_task_model("classification", num_classes=3)
     # Every teacher layer, token types folded: the student reproduces the teacher.
     student, layer_map, _ = student_task_model(teacher, layer_map=[0, 1])
     pairs = distillation_losses.mapped_layer_pairs(layer_map)
     assert pairs == [(1, 1), (2, 2)]
-    features, labels = _batch("classification")
+    features, labels = task_batch("classification")
     for kind in ("mse", "cosine"):
         distiller = TaskDistiller(teacher, student, alpha_hidden=1.0, hidden_loss=kind, hidden_layer_pairs=pairs)
         terms = distiller.loss_terms(features, labels, distiller(features, training=False))
@@ -150,8 +124,8 @@ def test_hidden_state_term_is_zero_for_an_exact_copy_of_the_teacher():
 
 @pytest.mark.parametrize("head_type, kwargs", [("classification", {"num_classes": 3}), ("span", {})])
 def test_outputs_with_hidden_states_are_the_models_own(head_type, kwargs):
-    model = _task_model(head_type, **kwargs)
-    features, _ = _batch(head_type)
+    model = tiny_task_model(head_type, **kwargs)
+    features, _ = task_batch(head_type)
     outputs = task_outputs_with_hidden_states(model, features, training=False)
     for key, value in model(features, training=False).items():
         np.testing.assert_array_equal(outputs[key], value)
@@ -168,7 +142,7 @@ def test_micro_batch_shares_sum_to_the_full_batch_loss(options):
     """Uneven parts (3 rows with 18 real tokens, 1 row with 3) sum to the full batch's loss."""
     teacher, student = _pair("span")
     distiller = TaskDistiller(teacher, student, **options)
-    features, labels = _batch("span")
+    features, labels = task_batch("span")
     full_terms = distiller.loss_terms(features, labels, distiller(features, training=False))
     normalizers = distiller.loss_normalizers(features, labels)
     assert float(normalizers["tokens"]) == 21.0
@@ -195,7 +169,7 @@ def test_hidden_term_trains_logs_and_round_trips_its_config():
     restored = TaskDistiller.from_config(config)
     assert restored.hidden_layer_pairs == [(1, 1)] and restored.soft_loss == "mse"
     distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
-    features, labels = _batch("classification")
+    features, labels = task_batch("classification")
     history = distiller.fit(tf.data.Dataset.from_tensors((features, labels)).repeat(3), epochs=1, verbose=0)
     losses = history.history["hidden_loss"]
     assert np.all(np.isfinite(losses)) and losses[-1] > 0
@@ -214,16 +188,16 @@ def test_hidden_term_trains_logs_and_round_trips_its_config():
     ({"alpha_hidden": 1.0, "hidden_layer_pairs": [(1, 7)]}, (8, 8), "hidden-state index 7 is out of range"),
 ])
 def test_bad_options_fail_with_one_line(arguments, hidden_dims, message):
-    teacher = _task_model("classification", num_classes=3, hidden_dim=hidden_dims[0])
-    student = _task_model("classification", num_layers=1, num_classes=3, hidden_dim=hidden_dims[1])
+    teacher = tiny_task_model("classification", num_classes=3, hidden_dim=hidden_dims[0])
+    student = tiny_task_model("classification", num_layers=1, num_classes=3, hidden_dim=hidden_dims[1])
     with pytest.raises(ValueError, match=message) as error:
         TaskDistiller(teacher, student, **arguments)
     assert "\n" not in str(error.value)
 
 
 def test_mismatched_hidden_sizes_are_fine_without_the_hidden_term():
-    teacher = _task_model("classification", num_classes=3, hidden_dim=8)
-    student = _task_model("classification", num_layers=1, num_classes=3, hidden_dim=4)
+    teacher = tiny_task_model("classification", num_classes=3, hidden_dim=8)
+    student = tiny_task_model("classification", num_layers=1, num_classes=3, hidden_dim=4)
     assert TaskDistiller(teacher, student).hidden_state_loss is None
 
 
@@ -281,7 +255,7 @@ def test_frozen_positions_stay_put_in_task_distillation_steps():
     distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
     before = [np.array(w) for w in student.get_weights()]
     positions = _position_weights(student.encoder)
-    distiller.fit(tf.data.Dataset.from_tensors(_batch("classification")).repeat(3), epochs=1, verbose=0)
+    distiller.fit(tf.data.Dataset.from_tensors(task_batch("classification")).repeat(3), epochs=1, verbose=0)
     np.testing.assert_array_equal(_position_weights(student.encoder), positions)
     changed = _changed(before, student.get_weights())
     assert sum(changed) > len(changed) // 2
@@ -299,7 +273,7 @@ def test_frozen_positions_stay_put_in_masked_lm_distillation_steps():
     student.position_embedding.trainable = False
     distiller = MaskedLMDistiller(teacher, student)
     distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
-    features, _ = _batch("classification")
+    features, _ = task_batch("classification")
     labels = np.full((4, 6), -100)
     labels[:, 2] = np.asarray(features["token_ids"])[:, 2]
     batch = {"token_ids": features["token_ids"], "padding_mask": features["padding_mask"],
