@@ -9,6 +9,7 @@ from distil_tf.models import pooling as pooling_lib
 from distil_tf.models.distributed_build import DistributedBuildMixin
 from distil_tf.distillation.distillation_losses import (
     HiddenStateCosineDistillation,
+    HiddenStateDistillation,
     LogitsMSEDistillation,
     WeightedLogitsDistillation,
 )
@@ -148,6 +149,11 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         self.cosine_layer_pairs = [tuple(pair) for pair in cosine_layer_pairs]
         self.alpha_hidden_mse = alpha_hidden_mse
         self.hidden_mse_layer_pairs = hidden_mse_layer_pairs
+        # The task distiller's hidden-state term, per layer pair: the mean of
+        # `losses.hidden_state_mse` over the pairs.
+        self.hidden_mse_loss = HiddenStateDistillation(
+            hidden_mse_layer_pairs, hidden_loss="mse", weight_name="alpha_hidden_mse"
+        )
         self.alpha_pooled_cos, self.alpha_pooled_mse = alpha_pooled_cos, alpha_pooled_mse
         self.pooling = pooling
         # The paper's four terms always (a run's logs keep their keys); the
@@ -230,15 +236,9 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             if self.alpha_mse > 0 else zero,
         }
         if "hidden_mse" in self.term_weights:
-            pairs = self.hidden_mse_layer_pairs
-            terms["hidden_mse"] = sum(
-                losses.hidden_state_mse(
-                    teacher_outputs["hidden_states"][teacher_index],
-                    student_outputs["hidden_states"][student_index],
-                    **weight_and_denominator("hidden_mse"),
-                )
-                for student_index, teacher_index in pairs
-            ) / len(pairs)
+            terms["hidden_mse"] = self.hidden_mse_loss.compute_loss(
+                teacher_outputs, student_outputs, **weight_and_denominator("hidden_mse")
+            )
         if "pooled_cos" in self.term_weights or "pooled_mse" in self.term_weights:
             # Both models pooled the same (the teacher's) way, before any L2
             # normalization; `pool` sums in float32.
