@@ -104,8 +104,19 @@ ORT_RUNNERS = {
     "onnxruntime+fusions": ("fusions",),
     "onnxruntime+fusions+int8": ("fusions", "int8"),
 }
+# On-device (`export --format tflite`, issue 15; a TF Serving lever of issue
+# 14 through `--prefer_tflite_model`): the encoder converted to TFLite
+# builtins at fixed `[1, L]` shapes, run by ai-edge-litert with XNNPACK.
+# One flatbuffer per bucket length the pairs reach, each with its own
+# interpreter allocated once: resizing one interpreter per request
+# re-prepares XNNPACK every call (tens of ms here), buckets do not.
+TFLITE_RUNNERS = {
+    "tflite+buckets": False,
+    "tflite+buckets+int8": True,  # dynamic-range: int8 weights, float32 activations
+}
+TFLITE_BUCKETS = (32, 64, 128)
 PEER_RUNNERS = ("hf-pytorch",) + tuple(ORT_RUNNERS)
-ALL_RUNNERS = tuple(TF_RUNNERS) + PEER_RUNNERS
+ALL_RUNNERS = tuple(TF_RUNNERS) + PEER_RUNNERS + tuple(TFLITE_RUNNERS)
 BFLOAT16_RUNNERS = tuple(name for name in TF_RUNNERS if "bf16" in name)
 VERSION_PACKAGES = (
     "tensorflow", "keras", "keras-hub", "torch", "transformers", "onnxruntime", "onnx",
@@ -586,6 +597,54 @@ def _onnxruntime_loader(variant):
 _load_onnxruntime = _onnxruntime_loader(())
 
 
+def _tflite_loader(quantize):
+    def load(model, inputs, tokenizer, work_dir, threads=None):
+        _require("ai_edge_litert")
+        from ai_edge_litert.interpreter import Interpreter
+
+        from distil_tf.export.inference_options import bucket_lengths
+        from distil_tf.export.tflite_format import convert
+
+        encoder = model.task_model.encoder
+        padded = [int(length) for length in bucket_lengths(inputs.lengths, TFLITE_BUCKETS)]
+        signatures, sizes = {}, {}
+        for length in sorted(set(padded)):
+            path = pathlib.Path(work_dir) / f"encoder_{length}.tflite"
+            path.write_bytes(convert(encoder, length, quantize=quantize, sequence_output=True))
+            sizes[length] = path.stat().st_size
+            interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
+            interpreter.allocate_tensors()
+            signatures[length] = interpreter.get_signature_runner()
+        # Padded numpy feeds built before timing, as for every runner.
+        feeds = []
+        for token_ids, segment_ids, length in zip(inputs.token_ids, inputs.segment_ids, padded):
+            real = token_ids.shape[-1]
+            feed = {"token_ids": np.zeros([1, length], np.int32), "padding_mask": np.zeros([1, length], np.int32)}
+            feed["token_ids"][:, :real], feed["padding_mask"][:, :real] = token_ids, 1
+            if model.architecture == "bert":
+                feed["segment_ids"] = np.zeros([1, length], np.int32)
+                feed["segment_ids"][:, :real] = segment_ids
+            feeds.append((length, real, feed))
+
+        def predict(index):
+            length, real, feed = feeds[index]
+            # A view of the real positions (no copy): padding never changes them.
+            return signatures[length](**feed)["sequence_output"][:, :real]
+
+        def warmup():
+            for length in signatures:
+                signatures[length](**next(feed for bucket, _, feed in feeds if bucket == length))
+
+        def to_numpy(output):
+            return {"sequence_output": np.array(output)}
+
+        load.details = {"tflite_buckets": sorted(signatures), "tflite_bytes": sizes[max(sizes)],
+                        "tflite_quantization": "dynamic-range int8 weights" if quantize else "float32"}
+        return predict, warmup, to_numpy
+
+    return load
+
+
 def runner_loader(name):
     """`load(model, inputs, tokenizer, work_dir, threads) -> (predict, warmup, to_numpy)`.
 
@@ -598,6 +657,8 @@ def runner_loader(name):
         return _load_hf_pytorch
     if name in ORT_RUNNERS:
         return _onnxruntime_loader(ORT_RUNNERS[name])
+    if name in TFLITE_RUNNERS:
+        return _tflite_loader(TFLITE_RUNNERS[name])
     raise ValueError(f"unknown runner '{name}'; expected some of {', '.join(ALL_RUNNERS)}")
 
 
@@ -607,7 +668,8 @@ def check_runner(name):
     modules = {"hf-pytorch": ("torch", "transformers"), "onnxruntime": ort,
                "onnxruntime+fusions": ort + ("onnxruntime.transformers.optimizer",),
                "onnxruntime+fusions+int8": ort + ("onnxruntime.transformers.optimizer",
-                                                  "onnxruntime.quantization")}.get(name, ())
+                                                  "onnxruntime.quantization"),
+               "tflite+buckets": ("ai_edge_litert",), "tflite+buckets+int8": ("ai_edge_litert",)}.get(name, ())
     try:
         _require(*modules)
     except RunnerUnavailable as error:
@@ -780,7 +842,7 @@ def run_benchmark(
                     references[model_name] = outputs
                 elif runner.startswith("tf-savedmodel+") and model_name in references:
                     row["max_abs_diff_vs_tf_savedmodel"] = _max_abs_difference(references[model_name], outputs)
-                if runner in PEER_RUNNERS:
+                if runner in PEER_RUNNERS or runner in TFLITE_RUNNERS:
                     checks[model_name][runner] = outputs
                 if runner in BFLOAT16_RUNNERS:
                     row["max_abs_diff_sequence_output"] = sequence_output_difference(model, inputs, "bfloat16")
@@ -849,7 +911,7 @@ def _parity(checks):
     """Max |ours - peer| of the sequence output, first pairs (same weights)."""
     parity = {}
     for model_name, outputs in checks.items():
-        for runner in PEER_RUNNERS:
+        for runner in PEER_RUNNERS + tuple(TFLITE_RUNNERS):
             if runner in outputs and "keras" in outputs:
                 parity.setdefault(model_name, {})[f"keras_vs_{runner}"] = _max_abs_difference(
                     outputs["keras"], outputs[runner])
@@ -911,6 +973,10 @@ def format_table(report):
         if "ort_fused_operators" in row:
             lines.append(f"\n{row['model']} / {row['runner']}: ORT fused operators "
                          + json.dumps(row["ort_fused_operators"], sort_keys=True))
+    for row in report["rows"]:
+        if "tflite_bytes" in row:
+            lines.append(f"\n{row['model']} / {row['runner']}: {row['tflite_bytes'] / 2**20:.1f} MB per .tflite "
+                         f"({row['tflite_quantization']}), buckets {row['tflite_buckets']}, ai-edge-litert + XNNPACK")
     lines.append("\noneDNN: 'off' is how stock tensorflow/serving runs on CPUs without AVX512-VNNI/AVX512-BF16/"
                  "AVX-VNNI/AMX (or with -e TF_ENABLE_ONEDNN_OPTS=0); 'on' is how serving/Dockerfile.onednn "
                  "runs, and stock TF Serving's default on CPUs with them. Each TF runner ran in its own process.")

@@ -56,8 +56,13 @@ def _output_names(model):
     return ["embedding"] if model.pooling is not None else ["sequence_output"]
 
 
-def _serving_function(model, sequence_length):
-    """A `tf.function` over fixed `[1, sequence_length]` int32 ids; returns a dict of outputs."""
+def _serving_function(model, sequence_length, sequence_output=False):
+    """A `tf.function` over fixed `[1, sequence_length]` int32 ids; returns a dict of outputs.
+
+    `sequence_output=True` makes an encoder return its last hidden states
+    `[1, sequence_length, hidden]` even when it records a pooling (the speed
+    benchmark compares those with the peers').
+    """
     encoder = getattr(model, "encoder", model)
     bert = encoder.architecture == "bert"
     specs = {
@@ -71,15 +76,15 @@ def _serving_function(model, sequence_length):
     def serve(**inputs):
         if is_task:
             return dict(model(inputs, training=False))
-        if model.pooling is not None:
+        if model.pooling is not None and not sequence_output:
             return {"embedding": model.embed(inputs)}
-        sequence_output = model.hidden_states_model(model.backbone_inputs(inputs), training=False)[-1]
-        return {"sequence_output": tf.cast(sequence_output, tf.float32)}
+        last_hidden = model.hidden_states_model(model.backbone_inputs(inputs), training=False)[-1]
+        return {"sequence_output": tf.cast(last_hidden, tf.float32)}
 
     return tf.function(serve, input_signature=None).get_concrete_function(**specs)
 
 
-def convert(model, sequence_length, quantize=False):
+def convert(model, sequence_length, quantize=False, sequence_output=False):
     """TFLite flatbuffer bytes of `model` (builtin ops only).
 
     Raises:
@@ -87,7 +92,7 @@ def convert(model, sequence_length, quantize=False):
     """
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    concrete = _serving_function(model, sequence_length)
+    concrete = _serving_function(model, sequence_length, sequence_output=sequence_output)
     # Freeze the weights into constants first. Converted with the Keras model
     # (or its SavedModel) as the trackable, the flatbuffer keeps them as
     # VAR_HANDLE/READ_VARIABLE ops that nothing initializes on the

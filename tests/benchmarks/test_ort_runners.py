@@ -87,3 +87,29 @@ def test_cli_smoke_of_the_new_runners(shared_data, tiny_bert_config, tmp_path):
     _check_report(report, ["bert", "distilbert"])
     bf16 = [row for row in report["rows"] if row["runner"] == "tf-savedmodel+bf16+onednn"]
     assert all(row["max_abs_diff_sequence_output"] < 0.1 for row in bf16)
+
+
+def test_tflite_runners_match_our_encoder_on_real_pairs_across_buckets(shared_data, tiny_bert_config,
+                                                                    monkeypatch):
+    """TFLite at fixed bucket shapes (padding masked) computes our encoder's states on real STS-B pairs."""
+    pytest.importorskip("ai_edge_litert")
+    runners = list(speed.TFLITE_RUNNERS)
+    # The first 10 pairs of STS-B dev are 16-23 WordPieces: two buckets, two flatbuffers per runner.
+    monkeypatch.setattr(speed, "TFLITE_BUCKETS", (20, 32))
+    report = speed.run_benchmark(
+        shared_data / "glue" / "STS-B" / "dev.tsv", shared_data / "bert-base-uncased" / "vocab.txt",
+        speed.teacher_config_from_bert_json(tiny_bert_config), models=["bert"],
+        runners=runners, num_pairs=10, warmup_pairs=1, log=lambda line: None,
+    )
+    rows = {(row["model"], row["runner"]): row for row in report["rows"]}
+    # BERT only (segment ids too): DistilBERT's conversion is tested in tests/export.
+    assert set(rows) == {("bert", runner) for runner in runners}
+    for model in ("bert",):
+        float32, int8 = rows[(model, "tflite+buckets")], rows[(model, "tflite+buckets+int8")]
+        assert float32["tflite_buckets"] == [20, 32] == int8["tflite_buckets"]
+        # Dynamic-range quantization stores the matmul and embedding weights in int8.
+        assert int8["tflite_bytes"] < 0.5 * float32["tflite_bytes"]
+        parity = report["parity"][model]
+        assert parity["keras_vs_tflite+buckets"] <= FUSIONS_ATOL
+        assert 0 < parity["keras_vs_tflite+buckets+int8"] <= INT8_ATOL
+    assert "MB per .tflite" in speed.format_table(report)
