@@ -510,6 +510,10 @@ def build_sequence_dataset(
         raise ValueError(
             f"max_length must be at least 3 ([CLS] id [SEP]), got {max_length}"
         )
+    if min_length < 3:
+        raise ValueError(
+            f"min_length must be at least 3 ([CLS] id [SEP]), got {min_length}"
+        )
     if min_length > max_length:
         raise ValueError(
             f"min_length={min_length} exceeds max_length={max_length}: every "

@@ -62,6 +62,10 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             `mapped_layer_pairs(layer_map)`; default the last layers only.
         alpha_pooled_cos, alpha_pooled_mse: float. Weights of the pooled
             sentence-embedding cosine and MSE.
+        alpha_pooled_relation: float. Weight of the in-batch similarity
+            relation of the pooled embeddings
+            (`losses.pooled_similarity_relation`); the only pooled term that
+            works across hidden sizes.
         pooling: str or None. "mean" or "cls", how the pooled terms pool
             both models' last layers; default the teacher's recorded pooling.
     """
@@ -82,11 +86,12 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         alpha_pooled_cos=0.0,
         alpha_pooled_mse=0.0,
         pooling=None,
+        alpha_pooled_relation=0.0,
         **kwargs,
     ):
         alphas = {"alpha_ce": alpha_ce, "alpha_mlm": alpha_mlm, "alpha_cos": alpha_cos, "alpha_mse": alpha_mse,
                   "alpha_hidden_mse": alpha_hidden_mse, "alpha_pooled_cos": alpha_pooled_cos,
-                  "alpha_pooled_mse": alpha_pooled_mse}
+                  "alpha_pooled_mse": alpha_pooled_mse, "alpha_pooled_relation": alpha_pooled_relation}
         for name, value in alphas.items():
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -116,13 +121,14 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
                     f"{name} compares hidden states, but the teacher's hidden size ({teacher.hidden_dim}) "
                     f"differs from the student's ({student.hidden_dim}): set {name}=0"
                 )
-        if pooling is None and (alpha_pooled_cos > 0 or alpha_pooled_mse > 0):
+        pooled_terms_on = alpha_pooled_cos > 0 or alpha_pooled_mse > 0 or alpha_pooled_relation > 0
+        if pooling is None and pooled_terms_on:
             pooling = teacher.pooling
             if pooling not in (pooling_lib.MEAN, pooling_lib.CLS):
                 raise ValueError(
                     f"the pooled-embedding terms pool both models the teacher's way, but the teacher "
                     f"records pooling {pooling!r} (not 'mean' or 'cls'): pass pooling='mean' or "
-                    "set alpha_pooled_cos=0 and alpha_pooled_mse=0"
+                    "set alpha_pooled_cos, alpha_pooled_mse and alpha_pooled_relation to 0"
                 )
         elif pooling is not None and pooling not in (pooling_lib.MEAN, pooling_lib.CLS):
             raise ValueError(f"pooling for the pooled-embedding terms must be 'mean' or 'cls', got {pooling!r}")
@@ -155,12 +161,13 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             hidden_mse_layer_pairs, hidden_loss="mse", weight_name="alpha_hidden_mse"
         )
         self.alpha_pooled_cos, self.alpha_pooled_mse = alpha_pooled_cos, alpha_pooled_mse
+        self.alpha_pooled_relation = alpha_pooled_relation
         self.pooling = pooling
         # The paper's four terms always (a run's logs keep their keys); the
         # hidden-state terms only when on.
         self.term_weights = {"ce": alpha_ce, "mlm": alpha_mlm, "cos": alpha_cos, "mse": alpha_mse}
         for name, value in (("hidden_mse", alpha_hidden_mse), ("pooled_cos", alpha_pooled_cos),
-                            ("pooled_mse", alpha_pooled_mse)):
+                            ("pooled_mse", alpha_pooled_mse), ("pooled_relation", alpha_pooled_relation)):
             if value > 0:
                 self.term_weights[name] = value
         self.term_trackers = {name: keras.metrics.Mean(name=f"loss_{name}") for name in self.term_weights}
@@ -190,7 +197,8 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             ce = (padding, "padding")
         sentences = (losses.sequence_weights(inputs["padding_mask"]), "sequences")
         return {"ce": ce, "mlm": (selected, "selected"), "cos": (padding, "padding"), "mse": ce,
-                "hidden_mse": (padding, "padding"), "pooled_cos": sentences, "pooled_mse": sentences}
+                "hidden_mse": (padding, "padding"), "pooled_cos": sentences, "pooled_mse": sentences,
+                "pooled_relation": sentences}
 
     def loss_normalizers(self, x, y=None):
         """This replica's real-token, MLM-selected-token and sentence counts (train-step hook)."""
@@ -239,14 +247,15 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             terms["hidden_mse"] = self.hidden_mse_loss.compute_loss(
                 teacher_outputs, student_outputs, **weight_and_denominator("hidden_mse")
             )
-        if "pooled_cos" in self.term_weights or "pooled_mse" in self.term_weights:
+        if any(name in self.term_weights for name in ("pooled_cos", "pooled_mse", "pooled_relation")):
             # Both models pooled the same (the teacher's) way, before any L2
             # normalization; `pool` sums in float32.
             padding_mask = inputs["padding_mask"]
             teacher_pooled = pooling_lib.pool(teacher_outputs["sequence_output"], padding_mask, self.pooling)
             student_pooled = pooling_lib.pool(student_outputs["sequence_output"], padding_mask, self.pooling)
             for name, loss_function in (("pooled_cos", losses.pooled_embedding_cosine),
-                                        ("pooled_mse", losses.pooled_embedding_mse)):
+                                        ("pooled_mse", losses.pooled_embedding_mse),
+                                        ("pooled_relation", losses.pooled_similarity_relation)):
                 if name in self.term_weights:
                     terms[name] = loss_function(teacher_pooled, student_pooled, **weight_and_denominator(name))
         return terms
@@ -297,6 +306,7 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             "hidden_mse_layer_pairs": [list(pair) for pair in self.hidden_mse_layer_pairs],
             "alpha_pooled_cos": self.alpha_pooled_cos,
             "alpha_pooled_mse": self.alpha_pooled_mse,
+            "alpha_pooled_relation": self.alpha_pooled_relation,
             "pooling": self.pooling,
         }
 

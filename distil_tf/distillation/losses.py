@@ -157,3 +157,37 @@ def pooled_embedding_mse(teacher_embedding, student_embedding, weights, denomina
         denominator: optional global number of sentences of the update.
     """
     return hidden_state_mse(teacher_embedding, student_embedding, weights, denominator)
+
+
+def pooled_similarity_relation(teacher_embedding, student_embedding, weights, denominator=None):
+    """Mean over sentences of the squared error of their cosine similarities to the batch's other sentences.
+
+    Relational distillation (Park et al. 2019, "Relational Knowledge
+    Distillation"; Tung & Mori 2019): STS, search and clustering score the
+    cosine *between* sentences, so the student copies the teacher's in-batch
+    cosine-similarity matrix, not only each embedding's direction. Row i's
+    loss is the mean over the other real sentences j of
+    `(cos_s(i, j) - cos_t(i, j))**2`. The neighbours are this replica's batch
+    (under N replicas a sentence meets batch/N others: each row is still a
+    mean, over fewer neighbours); the mean over rows is global, as for every
+    per-sentence term; the same holds for the micro-batches of gradient
+    accumulation. Costs one `[batch, batch]` matmul per model. It compares
+    similarities, not vectors, so it also works when the student is narrower.
+
+    Args:
+        teacher_embedding, student_embedding: `[batch, hidden]`, pooled the same way.
+        weights: `[batch]`, 1.0 for sentences that count (`sequence_weights`).
+        denominator: optional global number of sentences of the update.
+    """
+
+    def similarities(embedding):
+        embedding = ops.cast(embedding, "float32")
+        norms = ops.sqrt(ops.maximum(ops.sum(ops.square(embedding), axis=-1, keepdims=True), 1e-16))
+        unit = embedding / norms
+        return ops.matmul(unit, ops.transpose(unit))  # [batch, batch]
+
+    weights = ops.cast(weights, "float32")
+    others = weights[:, None] * weights[None, :] * (1.0 - ops.eye(ops.shape(weights)[0], dtype="float32"))
+    squared = ops.square(similarities(student_embedding) - similarities(teacher_embedding))
+    per_sentence = ops.sum(others * squared, axis=-1) / ops.maximum(ops.sum(others, axis=-1), 1.0)
+    return _weighted_mean(per_sentence, weights, denominator)

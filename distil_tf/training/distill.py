@@ -40,6 +40,10 @@ class CorpusConfig:
     # Token counts from `distil-tf count-tokens`; counted into the run dir if unset.
     token_counts: typing.Optional[str] = None
     max_seq_length: int = 128
+    # Shortest kept sequence, [CLS]/[SEP] included (the original drops lines
+    # under 12 ids for masked-LM; sentence corpora for embedding students
+    # want their short sentences: STS-B captions are often 8-11 ids).
+    min_seq_length: int = 12
     # Global batch size (sequences per step, across replicas).
     batch_size: int = 32
     # Fixed [batch, max_seq_length] shapes and static predictions (TPU / XLA).
@@ -72,6 +76,9 @@ class DistillationConfig:
     # the teacher: 1.0 without an MLM head when it pools by mean or cls, else off.
     alpha_pooled_cos: typing.Optional[float] = None
     alpha_pooled_mse: float = 0.0
+    # In-batch cosine-similarity matrix of the pooled embeddings, student vs
+    # teacher (relational distillation): what STS and search score.
+    alpha_pooled_relation: float = 0.0
     # "auto": mask the student's input only when an MLM term (ce, mlm, mse) is
     # on; the hidden-state targets are the teacher's states on the same input,
     # so without an MLM term both see the real text, as served. "always":
@@ -160,6 +167,7 @@ def _cosine_pairs(config, student, layer_map):
 
 
 MLM_TERMS = ("ce", "mlm", "mse")
+POOLED_TERMS = ("pooled_cos", "pooled_mse", "pooled_relation")
 _DEFAULT_MLM_WEIGHTS = {"ce": 5.0, "mlm": 2.0}
 
 
@@ -174,7 +182,7 @@ def resolve_loss_weights(distillation, teacher_has_mlm_head, teacher_pooling, te
 
     Returns:
         `(weights, reason)`: `{"ce", "mlm", "mse", "cos", "hidden_mse",
-        "pooled_cos", "pooled_mse"}` floats, and a short why.
+        "pooled_cos", "pooled_mse", "pooled_relation"}` floats, and a short why.
 
     Raises:
         ValueError: an MLM-based term (ce, mlm, mse) explicitly > 0 on a
@@ -215,6 +223,7 @@ def resolve_loss_weights(distillation, teacher_has_mlm_head, teacher_pooling, te
         }
     weights["cos"] = config.alpha_cos
     weights["pooled_mse"] = config.alpha_pooled_mse
+    weights["pooled_relation"] = config.alpha_pooled_relation
     return weights, "; ".join(reasons)
 
 
@@ -231,6 +240,7 @@ def describe_loss_terms(weights, reason, masked, cosine_layers, hidden_mse_layer
         "ce": "ce", "mlm": "mlm", "mse": "mse", "cos": f"cos({cosine_layers})",
         "hidden_mse": f"hidden_mse({hidden_mse_layers})",
         "pooled_cos": f"pooled_cos({pooling})", "pooled_mse": f"pooled_mse({pooling})",
+        "pooled_relation": f"pooled_relation({pooling})",
     }
     active = [f"{label} {float(weights[name])}" for name, label in labels.items() if weights[name] > 0]
     text = "masked (an MLM term is on)" if masked and any(weights[n] > 0 for n in MLM_TERMS) else (
@@ -276,6 +286,7 @@ def mlm_dataset_factory(config, tokenizer, counts, corpus, seed_offset=0, masked
             seed=config.runtime.seed + seed_offset,
             input_context=input_context,
             shuffle_buffer=config.data.shuffle_buffer,
+            min_length=config.data.min_seq_length,
             mask_proportion=config.distillation.mask_proportion,
             mlm_smoothing=config.distillation.mlm_smoothing,
             mask_token_rate=config.distillation.mask_token_rate,
@@ -360,7 +371,7 @@ def _run(config, strategy, out_dir, student_dir, callbacks):
             raise ValueError(f"hidden_mse_layers must be 'all' or 'last', got '{hidden_mse_layers}'")
         if hidden_mse_layers == "all" and layer_map is None:
             hidden_mse_layers = "last"  # a student directory: no layer map to follow
-        pooling = teacher.pooling if weights["pooled_cos"] > 0 or weights["pooled_mse"] > 0 else None
+        pooling = teacher.pooling if any(weights[name] > 0 for name in POOLED_TERMS) else None
         if is_chief():
             print(describe_loss_terms(weights, reason, masked, config.distillation.cosine_layers,
                                       hidden_mse_layers, pooling))
@@ -379,6 +390,7 @@ def _run(config, strategy, out_dir, student_dir, callbacks):
             ),
             alpha_pooled_cos=weights["pooled_cos"],
             alpha_pooled_mse=weights["pooled_mse"],
+            alpha_pooled_relation=weights["pooled_relation"],
             pooling=pooling,
         )
         distiller.compile(

@@ -163,7 +163,7 @@ def test_defaults_without_an_mlm_head_turn_on_the_hidden_state_terms():
     config = DistillationConfig()
     weights, reason = resolve_loss_weights(config, teacher_has_mlm_head=False, teacher_pooling="mean")
     assert weights == {"ce": 0.0, "mlm": 0.0, "mse": 0.0, "hidden_mse": 1.0, "pooled_cos": 1.0,
-                       "cos": 1.0, "pooled_mse": 0.0}
+                       "cos": 1.0, "pooled_mse": 0.0, "pooled_relation": 0.0}
     masked = inputs_are_masked(config, weights)
     assert masked is False
     assert describe_loss_terms(weights, reason, masked, "last", "all", "mean") == (
@@ -205,3 +205,56 @@ def test_unmask_restores_the_real_text():
     restored = _unmask(batch)
     np.testing.assert_array_equal(restored["token_ids"], [[101, 7, 8, 9, 102]])
     assert int(tf.reduce_max(restored["mlm_labels"])) == -100 and not bool(tf.reduce_any(restored["mlm_mask"]))
+
+
+# --- The relational term (in-batch similarity matrix) --------------------------------
+
+
+def _numpy_relation(teacher, student, weights):
+    def similarities(embedding):
+        unit = embedding / np.linalg.norm(embedding, axis=-1, keepdims=True)
+        return unit @ unit.T
+
+    squared = (similarities(student) - similarities(teacher)) ** 2
+    rows = []
+    for i in np.flatnonzero(weights):
+        others = [j for j in np.flatnonzero(weights) if j != i]
+        rows.append(np.mean(squared[i, others]))
+    return np.mean(rows)
+
+
+def test_pooled_relation_matches_numpy_skips_empty_rows_and_ignores_norms_and_width():
+    rng = np.random.default_rng(3)
+    teacher = rng.normal(size=(5, 6)).astype("float32")
+    student = rng.normal(size=(5, 4)).astype("float32")  # narrower: similarities still compare
+    weights = np.array([1, 1, 0, 1, 1], "float32")
+    expected = _numpy_relation(teacher.astype("float64"), student.astype("float64"), weights)
+    assert expected > 0.05
+    assert float(losses.pooled_similarity_relation(teacher, student, weights)) == pytest.approx(expected, rel=1e-5)
+    garbage = student.copy()
+    garbage[2] = 1e3  # the empty row: any value, same loss
+    scaled = garbage * rng.uniform(0.1, 10, (5, 1)).astype("float32")  # norms do not matter
+    assert float(losses.pooled_similarity_relation(teacher, scaled, weights)) == pytest.approx(expected, rel=1e-4)
+    rotation, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    rotated = (teacher @ rotation).astype("float32")  # same geometry, other basis: nothing to learn
+    assert float(losses.pooled_similarity_relation(teacher, rotated, weights)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_pooled_relation_trains_a_narrower_student_and_is_announced():
+    teacher = _teacher()
+    narrow = Encoder("bert", vocabulary_size=VOCAB, num_layers=1, num_heads=2, hidden_dim=8,
+                     intermediate_dim=16, max_sequence_length=16, dropout=0.0, mlm_head=False, pooling="mean")
+    narrow(narrow.dummy_inputs())
+    with pytest.raises(ValueError, match="hidden size"):
+        MaskedLMDistiller(teacher, narrow, alpha_ce=0.0, alpha_mlm=0.0, alpha_cos=0.0, alpha_pooled_cos=1.0)
+    distiller = MaskedLMDistiller(teacher, narrow, alpha_ce=0.0, alpha_mlm=0.0, alpha_cos=0.0,
+                                  alpha_pooled_relation=1.0)
+    batch = _batch(batch=6)
+    terms = distiller.loss_terms(batch, narrow(batch))
+    assert float(terms["pooled_relation"]) > 0
+    assert distiller.get_config()["alpha_pooled_relation"] == 1.0
+    config = DistillationConfig(alpha_pooled_relation=2.0)
+    weights, reason = resolve_loss_weights(config, teacher_has_mlm_head=False, teacher_pooling="mean")
+    assert weights["pooled_relation"] == 2.0
+    line = describe_loss_terms(weights, reason, False, "last", "all", "mean")
+    assert "pooled_relation(mean) 2.0" in line
