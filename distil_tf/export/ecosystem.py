@@ -58,6 +58,14 @@ def export_to_format(model_path, out, format_name, **options):
     if out.exists():
         raise ValueError(f"{out} already exists; choose a new --out (export never overwrites)")
     model, tokenizer, provenance, source = _load(model_path)
+    if format_name == "tflite" and hasattr(model, "head_type"):
+        # What is served is what was trained: the trained length (a different
+        # --max-sequence-length warns) and its cleaning and truncation.
+        from distil_tf.export.exporter import export_sequence_length, trained_preprocessing
+
+        trained = trained_preprocessing(source)
+        options["sequence_length"] = export_sequence_length(trained, options.get("sequence_length"))
+        options["preprocessing"] = trained
     writer = _writer(format_name)
     with atomic_directory(out) as staging:
         details = writer(model, tokenizer, staging, **options)

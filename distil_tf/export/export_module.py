@@ -222,20 +222,8 @@ class ExportModule(tf.Module):
         Cleans and truncates as training did (`self.preprocessing`): IMDb
         models drop `<br />` tags and keep head + tail of long reviews.
         """
-        settings = self.preprocessing
-        if settings.clean_line_breaks:
-            texts = text_preprocessing.clean_line_breaks_in_graph(texts)
-        segments = [self.tokenize(texts)]
-        if text_pairs is not None:
-            segments.append(self.tokenize(text_pairs))
-        if settings.truncation != text_preprocessing.ROUND_ROBIN:
-            # [CLS] text [SEP]: two special tokens; what is left then fits.
-            segments[0] = text_preprocessing.truncate_head_tail(
-                segments[0], self.max_sequence_length - 2, settings.truncation, settings.head_length)
-        features, _ = packing.pack_segments(
-            segments, self.max_sequence_length, self.start_id, self.end_id, self.pad_id
-        )
-        return features
+        return packing.pack_texts(self.tokenize, texts, text_pairs, self.preprocessing, self.max_sequence_length,
+                                  self.start_id, self.end_id, self.pad_id)
 
     def _fused_outputs(self, inputs):
         """`TaskModel.call` (inference) on the fused encoder's sequence output."""

@@ -134,3 +134,36 @@ def pack_segments(
         "padding_mask": padding_mask.to_tensor(default_value=0, shape=shape),
     }
     return features, kept_lengths
+
+
+def pack_texts(tokenize, texts, text_pairs, preprocessing, sequence_length, start_id, end_id, pad_id):
+    """Clean, tokenize, truncate and pack texts as the model was trained: the one text-to-ids path of every export.
+
+    The SavedModel signatures (`ExportModule.pack`, in graph) and the TFLite
+    host-side packer (`tflite_format.pack_for_tflite`, eagerly) both call this.
+
+    Args:
+        tokenize: callable, string `[batch]` -> ragged int ids `[batch, None]`
+            without special tokens.
+        texts: string `[batch]`; text_pairs: string `[batch]` or None.
+        preprocessing: `distil_tf.text.preprocessing.PreprocessingConfig`
+            (cleaning, truncation; its length is not used: `sequence_length` is).
+        sequence_length: int. Longest packed row, special tokens included.
+        start_id, end_id, pad_id: int. `[CLS]`, `[SEP]`, `[PAD]`.
+
+    Returns:
+        `{"token_ids", "segment_ids", "padding_mask"}` int32 `[batch, longest]`.
+    """
+    from distil_tf.text import preprocessing as text_preprocessing
+
+    if preprocessing.clean_line_breaks:
+        texts = text_preprocessing.clean_line_breaks_in_graph(texts)
+    segments = [tokenize(texts)]
+    if text_pairs is not None:
+        segments.append(tokenize(text_pairs))
+    if preprocessing.truncation != text_preprocessing.ROUND_ROBIN:
+        # [CLS] text [SEP]: two special tokens; what is left then fits.
+        segments[0] = text_preprocessing.truncate_head_tail(
+            segments[0], sequence_length - 2, preprocessing.truncation, preprocessing.head_length)
+    features, _ = pack_segments(segments, sequence_length, start_id, end_id, pad_id)
+    return features

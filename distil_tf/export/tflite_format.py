@@ -138,29 +138,45 @@ def run(runner, inputs):
         name: np.asarray(value, np.int32) for name, value in inputs.items()}).items()}
 
 
-def pack_for_tflite(tokenizer, text, sequence_length, text_pair=None):
-    """Host-side packing to the fixed shape: `[CLS] a [SEP] (b [SEP])`, padded to `sequence_length`.
+def pack_for_tflite(tokenizer, text, sequence_length, text_pair=None, preprocessing=None):
+    """Host-side packing to the fixed shape, by the SavedModel signatures' own rules (`packing.pack_texts`).
+
+    `preprocessing` (`PreprocessingConfig` or its dict, as `tflite.json`
+    records it; None: round-robin, no cleaning) cleans and truncates as in
+    training: an IMDb model drops `<br />` tags and keeps head + tail.
 
     Returns:
         dict of int32 numpy `[1, sequence_length]`: token_ids, segment_ids, padding_mask.
     """
-    from distil_tf.export.packing import pack_segments
+    from distil_tf.export.packing import pack_texts
+    from distil_tf.text.preprocessing import PreprocessingConfig
 
-    def ragged(piece):
-        ids = [int(token) for token in np.asarray(tokenizer([piece])[0])]
-        return tf.ragged.constant([ids], dtype=tf.int32, ragged_rank=1) if ids else tf.ragged.constant([[]], dtype=tf.int32)
+    if preprocessing is None:
+        preprocessing = PreprocessingConfig(sequence_length)
+    elif isinstance(preprocessing, dict):
+        preprocessing = PreprocessingConfig.from_dict(preprocessing)
+    def tokenize(texts):
+        ids = tokenizer(texts)
+        # keras-hub returns a dense tensor when every row has the same length
+        # (always, for one text): as rows of a ragged batch, nothing is padded.
+        ids = ids if isinstance(ids, tf.RaggedTensor) else tf.RaggedTensor.from_tensor(ids)
+        return tf.cast(ids, tf.int32)
 
-    segments = [ragged(text)] + ([ragged(text_pair)] if text_pair is not None else [])
     vocabulary = tokenizer.get_vocabulary()
-    features, _ = pack_segments(segments, sequence_length, vocabulary.index("[CLS]"),
-                                vocabulary.index("[SEP]"), vocabulary.index("[PAD]"))
+    features = pack_texts(
+        tokenize, tf.constant([text]),
+        None if text_pair is None else tf.constant([text_pair]), preprocessing, sequence_length,
+        vocabulary.index("[CLS]"), vocabulary.index("[SEP]"), vocabulary.index("[PAD]"))
     width = int(features["token_ids"].shape[1])
     return {name: np.pad(value.numpy(), [(0, 0), (0, sequence_length - width)]).astype(np.int32)
             for name, value in features.items()}
 
 
-def write_tflite_export(model, tokenizer, directory, sequence_length=None):
+def write_tflite_export(model, tokenizer, directory, sequence_length=None, preprocessing=None):
     """Write fp32 and int8 TFLite models, the vocabulary and `tflite.json` into `directory`.
+
+    `preprocessing`: the `PreprocessingConfig` the model was trained with
+    (recorded in `tflite.json` for the app's packer, `pack_for_tflite`).
 
     Returns:
         The model-card details (`summary`, `notes`, `usage`).
@@ -186,6 +202,7 @@ def write_tflite_export(model, tokenizer, directory, sequence_length=None):
         "label_names": getattr(model, "label_names", None),
         "pooling": getattr(model, "pooling", None),
         "tokenization": "host-side: WordPiece with vocab.txt, [CLS] text [SEP], padded to sequence_length",
+        "preprocessing": None if preprocessing is None else preprocessing.to_dict(),
     }
     (directory / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
     megabytes = {name: f"{size / 2**20:.1f} MB" for name, size in sizes.items()}
@@ -224,7 +241,7 @@ def benchmark(paths, runs=50, warmup=5):
         print(f"{path}: {size:.1f} MB, batch-1 latency {milliseconds:.2f} ms (mean of {runs})")
 
 
-def classification_accuracy(path, tokenizer, sentences, labels, sequence_length):
+def classification_accuracy(path, tokenizer, sentences, labels, sequence_length, preprocessing=None):
     """Accuracy of a classifier `.tflite` on `(sentences, labels)`, one sentence at a time.
 
     Returns:
@@ -234,7 +251,7 @@ def classification_accuracy(path, tokenizer, sentences, labels, sequence_length)
     inputs = set(runner.get_signature_runner().get_input_details())
     predictions = []
     for sentence in sentences:
-        packed = pack_for_tflite(tokenizer, sentence, sequence_length)
+        packed = pack_for_tflite(tokenizer, sentence, sequence_length, preprocessing=preprocessing)
         logits = run(runner, {name: packed[name] for name in inputs})["logits"]  # [1, K]
         predictions.append(int(np.argmax(logits[0])))
     predictions = np.asarray(predictions)
@@ -271,5 +288,5 @@ if __name__ == "__main__":
         sentences, labels = _sst2_dev(arguments.sst2_dev[1])
         for file_name in (FP32_FILE, INT8_FILE):
             accuracy, _ = classification_accuracy(export_dir / file_name, load_tokenizer(export_dir), sentences,
-                                                  labels, spec["sequence_length"])
+                                                  labels, spec["sequence_length"], spec.get("preprocessing"))
             print(f"{export_dir / file_name}: SST-2 dev accuracy {accuracy:.4f} ({len(labels)} sentences)")

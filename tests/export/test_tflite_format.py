@@ -125,3 +125,34 @@ def test_classification_accuracy_counts_the_tflite_models_predictions(tmp_path, 
         out / tflite_format.FP32_FILE, bert_tokenizer, sentences, labels, SEQUENCE_LENGTH)
     assert predictions.tolist() == expected
     assert accuracy == 3 / 8
+
+
+def test_tflite_export_serves_what_was_trained_imdb_length_cleaning_and_head_tail(
+        tmp_path, task_model_builder, bert_tokenizer):
+    """No length flag: the trained length and the trained cleaning/truncation, the SavedModel signatures' ids."""
+    import tensorflow as tf
+
+    from distil_tf.export import ExportModule
+    from distil_tf.text.preprocessing import PreprocessingConfig
+
+    trained = PreprocessingConfig(48, truncation="head_tail", head_length=16, clean_line_breaks=True)
+    model = task_model_builder(bert_tokenizer, "distilbert", "classification", "imdb", ["neg", "pos"], seed=6)
+    source = tmp_path / "imdb"
+    save_model(model, source, bert_tokenizer, provenance={"kind": "finetuned", "task": "imdb", "max_seq_length": 48,
+                                                            "preprocessing": trained.to_dict()})
+    out = tmp_path / "imdb_tflite"
+    assert "[1, 48] ids in" in export_to_format(source, out, "tflite")
+    spec = json.loads((out / tflite_format.SPEC_FILE).read_text())
+    assert spec["sequence_length"] == 48 and spec["preprocessing"] == trained.to_dict()
+    review = ("An opening that drags.<br /><br />" + "Then the middle works well enough, " * 12
+              + "<br />and the ending is a real surprise.")
+    packed = tflite_format.pack_for_tflite(bert_tokenizer, review, 48, preprocessing=spec["preprocessing"])
+    served = ExportModule(model, bert_tokenizer, max_sequence_length=48, preprocessing=trained).pack(
+        tf.constant([review]))
+    np.testing.assert_array_equal(packed["token_ids"], served["token_ids"].numpy())
+    vocabulary = bert_tokenizer.get_vocabulary()
+    tokens = [vocabulary[index] for index in packed["token_ids"][0]]
+    # Tags gone; head + tail kept: the review's last words end the full-length row.
+    assert "<" not in tokens and tokens[-3:] == ["surprise", ".", "[SEP]"] and tokens[1] == "an"
+    with pytest.warns(UserWarning, match="trained at 48"):
+        export_to_format(source, tmp_path / "imdb_tflite_32", "tflite", sequence_length=32)
