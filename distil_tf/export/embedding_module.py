@@ -102,7 +102,7 @@ class EmbeddingExportModule(tf.Module):
         use_pooler = self.fused_encoder is not None and pooling == pooling_lib.CLS_POOLER
         self.pooled_dense = encoder.backbone.pooled_dense if use_pooler else None
         self._call_encoder = (
-            tf.function(self._embedding, jit_compile=True) if self.options.jit_compile else self._embedding
+            tf.function(self._embedding, jit_compile=True, autograph=False) if self.options.jit_compile else self._embedding
         )
         self.tokenizer = tokenizer
         self.pooling = pooling
@@ -167,19 +167,20 @@ class EmbeddingExportModule(tf.Module):
         """`{signature_name: concrete function}` for `tf.saved_model.save`."""
         ids_spec = lambda name: tf.TensorSpec([None, None], tf.int32, name=name)
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
         def serve_text(text):
             return {EMBEDDING_OUTPUT: self.embed_texts(text)}
 
         if self.uses_segment_ids:
             @tf.function(
+                autograph=False,
                 input_signature=[ids_spec("token_ids"), ids_spec("padding_mask"), ids_spec("segment_ids")]
             )
             def serve_ids(token_ids, padding_mask, segment_ids):
                 features = {"token_ids": token_ids, "padding_mask": padding_mask, "segment_ids": segment_ids}
                 return {EMBEDDING_OUTPUT: self.embed_features(features)}
         else:
-            @tf.function(input_signature=[ids_spec("token_ids"), ids_spec("padding_mask")])
+            @tf.function(autograph=False, input_signature=[ids_spec("token_ids"), ids_spec("padding_mask")])
             def serve_ids(token_ids, padding_mask):
                 features = {"token_ids": token_ids, "padding_mask": padding_mask}
                 return {EMBEDDING_OUTPUT: self.embed_features(features)}
