@@ -120,3 +120,17 @@ def test_pooling_flags_are_refused_for_task_models(tmp_path, bert_tokenizer):
     with pytest.raises(ValueError, match="apply to encoder exports"):
         export_model(tmp_path / "task", tmp_path / "base", normalize=True)
     assert json.loads((tmp_path / "task" / "config.json").read_text())["distil_tf"]["model"]["config"]["pooling"] == "mean"
+
+
+def test_a_distilbert_student_exports_its_two_input_embed_ids(tmp_path, bert_tokenizer, stsb_pairs):
+    """A student cut from a BERT teacher is DistilBERT (no segment ids): `embed_ids` takes two inputs."""
+    save_model(_encoder(bert_tokenizer, "distilbert", seed=5), tmp_path / "student", bert_tokenizer)
+    version_dir = export_model(tmp_path / "student", tmp_path / "base", max_sequence_length=MAX_SEQUENCE_LENGTH)
+    loaded = tf.saved_model.load(str(version_dir))
+    texts = [pair[0] for pair in stsb_pairs[:4]]
+    features = _training_features(bert_tokenizer, texts)
+    by_ids = loaded.signatures["embed_ids"](token_ids=features["token_ids"],
+                                            padding_mask=features["padding_mask"])["embedding"].numpy()
+    by_text = loaded.signatures["serving_default"](text=tf.constant(texts))["embedding"].numpy()
+    np.testing.assert_allclose(by_ids, by_text, atol=1e-6)
+    assert sorted(loaded.signatures["embed_ids"].structured_input_signature[1]) == ["padding_mask", "token_ids"]
