@@ -130,15 +130,11 @@ def with_compute_dtype(model, dtype):
     if isinstance(model, Encoder):
         _copy_weights(model, encoder)
         return encoder
-    copy = TaskModel(
-        encoder,
-        model.head_type,
-        num_classes=model.num_classes,
-        task_name=model.task_name,
-        label_names=model.label_names,
-        classifier_dropout=model.classifier_dropout,
-        pooling=model.pooling,
-    )
+    # The head from the model's own config (every head option, e.g. an
+    # inherited head without the pre-classifier), only the encoder replaced.
+    head_config = dict(model.get_config(), encoder=encoder)
+    head_config.pop("name", None)
+    copy = TaskModel.from_config(head_config)
     copy(copy.dummy_inputs())
     _copy_weights(model, copy)
     return copy

@@ -130,3 +130,21 @@ def test_bfloat16_export_matches_float32_on_real_sentences(
     assert json.loads(json.dumps(record))["options"]["label"] == "keras-layers+bf16"
     difference = np.abs(outputs["float32"] - outputs["bfloat16"]).max()
     assert 0 < difference <= BFLOAT16_LOGITS_ATOL, difference
+
+
+def test_bfloat16_rebuild_keeps_an_inherited_head_without_pre_classifier():
+    """A student that inherited a mean-pooling head (no ReLU pre-classifier) rebuilds with the same head."""
+    from distil_tf.export.inference_options import with_compute_dtype
+    from distil_tf.models import Encoder, TaskModel
+
+    encoder = Encoder("distilbert", vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=16,
+                      intermediate_dim=32, max_sequence_length=16, mlm_head=False)
+    model = TaskModel(encoder, "classification", num_classes=2, pooling="mean", pre_classifier=False)
+    model(model.dummy_inputs())
+    copy = with_compute_dtype(model, "bfloat16")
+    assert copy.has_pre_classifier is False and copy.pooling == "mean"
+    assert copy.encoder.dtype_policy.name == "bfloat16" and len(copy.weights) == len(model.weights)
+    features = {"token_ids": np.array([[2, 7, 9, 3, 0]], "int32"), "padding_mask": np.array([[1, 1, 1, 1, 0]], "int32")}
+    expected = model(features)["logits"].numpy()
+    logits = np.asarray(copy(features)["logits"], np.float32)
+    assert np.abs(logits - expected).max() <= BFLOAT16_LOGITS_ATOL
