@@ -118,3 +118,22 @@ def test_served_embeddings_equal_the_model_directory(exported, embedding_export,
         code = main(["predict", "--server", server.grpc_target, "--model", "sst2", "--embed", "a fine film"])
         error = capsys.readouterr().err
         assert code == 2 and "not an exported encoder" in error and len(error.strip().splitlines()) == 1
+
+
+def test_served_embeddings_parity_script_on_real_stsb_pairs(embedding_export, shared_data, tmp_path):
+    """`scripts/served_embeddings_parity.py`: the served cosines (gRPC and REST) are the directory's."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "served_embeddings_parity.py"
+    spec = importlib.util.spec_from_file_location("served_embeddings_parity", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "parity.json"
+    assert script.main(["--model", str(embedding_export / "st"), "--export", str(embedding_export / "base"),
+                        "--data-dir", str(shared_data / "glue"), "--limit", "6", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["pairs"] == 6 and set(report["transports"]) == {"grpc", "rest"}
+    for figures in report["transports"].values():
+        assert figures["max_abs_cosine_difference"] < 1e-5
+        assert figures["spearman"] == pytest.approx(report["directory_spearman"], abs=1e-6)
