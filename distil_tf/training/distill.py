@@ -257,8 +257,10 @@ def _token_counts(config, tokenizer, out_dir):
     if path.is_file():
         return load_token_counts(path, tokenizer.vocabulary_size())
     print(f"counting tokens of the corpus into {path} (pass --set data.token_counts=... to reuse)")
+    # The same sequences as training's (same length filter), so the masking
+    # smoothing counts what the student will see.
     return count_tokens(config.data.corpus, tokenizer, config.data.max_seq_length, path,
-                        vocabulary_size=tokenizer.vocabulary_size())
+                        vocabulary_size=tokenizer.vocabulary_size(), min_length=config.data.min_seq_length)
 
 
 def _unmask(batch):

@@ -46,3 +46,24 @@ def test_bad_yaml(tmp_path):
     (tmp_path / "typo.yaml").write_text("dat:\n  batch_size: 3\n")
     with pytest.raises(ValueError, match="unknown config key 'dat'"):
         config_lib.resolve(DistillConfig, tmp_path / "typo.yaml")
+
+
+def test_min_seq_length_reaches_the_corpus_filter_and_the_token_counts(tmp_path, tiny_vocab_file):
+    """`data.min_seq_length` keeps short sentences in training's sequences and in the counts of its masking."""
+    from distil_tf.text import load_tokenizer
+    from distil_tf.training.distill import _token_counts
+
+    corpus = tmp_path / "corpus.txt"
+    # 3 + 2 = 5 ids with [CLS]/[SEP], and 12 + 2 = 14 ids.
+    corpus.write_text("good fun film\n" + " ".join(["the movie is great"] * 3) + "\n")
+    tokenizer = load_tokenizer(tiny_vocab_file)
+    counts = {}
+    for minimum in (12, 5):
+        config = config_lib.resolve(DistillConfig, None, [f"data.min_seq_length={minimum}"])
+        config.data.corpus = [str(corpus)]
+        out = tmp_path / f"min{minimum}"
+        out.mkdir()
+        counts[minimum] = _token_counts(config, tokenizer, out)
+    fun = tokenizer.token_to_id("fun")
+    assert counts[12][fun] == 0 and counts[5][fun] == 1  # the short line counts only when kept
+    assert counts[5].sum() == counts[12].sum() + 5
