@@ -25,25 +25,7 @@ def pytest_addoption(parser):
     )
 
 
-# The longest test files (see `--durations` in the CI log), scheduled first.
-# Under `make test`'s `-n 2 --dist loadfile` a worker takes whole files in
-# collection order; collected last, the README tour (about 7 min) ran alone
-# on one core for its whole length while the other worker had finished.
-# Only the order changes, never which tests run.
-LONGEST_FILES_FIRST = (
-    "tests/integration/test_readme_tour.py",
-    "tests/integration/test_distributed.py",
-    "tests/integration/test_distill.py",
-    "tests/benchmarks/test_retention.py",
-    "tests/benchmarks/test_speed.py",
-    "tests/integration/test_scripts.py",
-)
-
-
 def pytest_collection_modifyitems(config, items):
-    rank = {path: position for position, path in enumerate(LONGEST_FILES_FIRST)}
-    # Stable: within a file and among the other files, the order is pytest's.
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
     if config.getoption("--run-large"):
         return
     skip_large = pytest.mark.skip(reason="large test: pass --run-large to run it")
