@@ -162,11 +162,11 @@ def pack_for_tflite(tokenizer, text, sequence_length, text_pair=None, preprocess
         ids = ids if isinstance(ids, tf.RaggedTensor) else tf.RaggedTensor.from_tensor(ids)
         return tf.cast(ids, tf.int32)
 
-    vocabulary = tokenizer.get_vocabulary()
+    # token_to_id, not a scan of the 30k-entry vocabulary list: this runs once per sentence.
     features = pack_texts(
         tokenize, tf.constant([text]),
         None if text_pair is None else tf.constant([text_pair]), preprocessing, sequence_length,
-        vocabulary.index("[CLS]"), vocabulary.index("[SEP]"), vocabulary.index("[PAD]"))
+        tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]"), tokenizer.token_to_id("[PAD]"))
     width = int(features["token_ids"].shape[1])
     return {name: np.pad(value.numpy(), [(0, 0), (0, sequence_length - width)]).astype(np.int32)
             for name, value in features.items()}
