@@ -603,15 +603,20 @@ def _tflite_loader(quantize):
         from ai_edge_litert.interpreter import Interpreter
 
         from distil_tf.export.inference_options import bucket_lengths
-        from distil_tf.export.tflite_format import convert
+        from distil_tf.export.tflite_format import convert_to_file, needs_isolation
+        from distil_tf.models import save_model
 
         encoder = model.task_model.encoder
         padded = [int(length) for length in bucket_lengths(inputs.lengths, TFLITE_BUCKETS)]
+        encoder_dir = None
+        if needs_isolation(encoder):
+            # Base-size conversions run in child processes, which load the encoder from a directory.
+            encoder_dir = save_model(encoder, pathlib.Path(work_dir) / "tflite_encoder", tokenizer)
         signatures, sizes = {}, {}
         for length in sorted(set(padded)):
             path = pathlib.Path(work_dir) / f"encoder_{length}.tflite"
-            path.write_bytes(convert(encoder, length, quantize=quantize, sequence_output=True))
-            sizes[length] = path.stat().st_size
+            sizes[length] = convert_to_file(encoder, length, path, quantize=quantize, sequence_output=True,
+                                            model_dir=encoder_dir)
             interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
             interpreter.allocate_tensors()
             signatures[length] = interpreter.get_signature_runner()

@@ -40,7 +40,7 @@ def export_to_format(model_path, out, format_name, **options):
             keras-hub directory holding a tokenizer.
         out: the directory to create; must not exist.
         format_name: "hf", "keras-hub" or "tflite".
-        options: format options (tflite: `max_sequence_length`, `quantize`).
+        options: format options (tflite: `sequence_length`).
 
     Returns:
         One line saying what was written.
@@ -66,6 +66,8 @@ def export_to_format(model_path, out, format_name, **options):
         trained = trained_preprocessing(source)
         options["sequence_length"] = export_sequence_length(trained, options.get("sequence_length"))
         options["preprocessing"] = trained
+    if format_name == "tflite":
+        options["model_dir"] = source  # a large model converts in child processes that load it from here
     writer = _writer(format_name)
     with atomic_directory(out) as staging:
         details = writer(model, tokenizer, staging, **options)

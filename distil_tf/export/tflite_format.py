@@ -31,11 +31,16 @@ Outputs: classification `logits` `[1, K]`, regression `logits` `[1]`, span
 none. The MLM head is not exported (`[L, vocab]` logits have no on-device use
 here).
 
+Models over 20M parameters are converted one flatbuffer per child process
+(`convert_to_file`): the converter holds ~30x the weights in RAM (BERT-base
+int8: 15.3 GB peak) and keeps it until its process ends.
+
 Size and batch-1 latency, and the accuracy cost of int8 on SST-2 dev (run
 by hand on a quiet machine, not in CI; compare BERT-base with DistilBERT as
-the paper does):
+the paper does, in one run: the models take turns):
 
-    python -m distil_tf.export.tflite_format --benchmark DIR/model.tflite DIR/model_int8.tflite
+    python -m distil_tf.export.tflite_format --benchmark BERT/model.tflite DISTILBERT/model.tflite \
+        BERT/model_int8.tflite DISTILBERT/model_int8.tflite --json results.json
     python -m distil_tf.export.tflite_format --sst2-dev DIR ../shared/data/glue/SST-2/dev.tsv
 """
 
@@ -120,6 +125,60 @@ def convert(model, sequence_length, quantize=False, sequence_output=False):
         raise ValueError(f"TFLite conversion failed: {str(error).strip().splitlines()[0]}") from None
     return flatbuffer
 
+
+# The converter needs about 30x a model's weights in RAM and does not give it
+# back to the process (measured on AMD EPYC: DistilBERT-base fp32 alone
+# peaked at 8.6 GB of RSS for a 252 MB flatbuffer; its fp32 then int8 in one
+# process at 13.7 GB; BERT-base's pair ran out of 24 GiB). So each flatbuffer
+# of a model this large is converted by a child process that loads the model
+# from its directory: the peak is one conversion's, and the parent's memory
+# is untouched. The cost is the child's start (~10 s of imports and loading),
+# which small models skip.
+ISOLATE_ABOVE_PARAMETERS = 20_000_000
+
+
+def needs_isolation(model):
+    """Whether `model`'s conversions run in child processes (`ISOLATE_ABOVE_PARAMETERS`)."""
+    return model.count_params() > ISOLATE_ABOVE_PARAMETERS
+
+
+def convert_to_file(model, sequence_length, path, quantize=False, sequence_output=False, model_dir=None,
+                    isolate=None):
+    """Write `model`'s flatbuffer to `path`; returns its size in bytes.
+
+    Args:
+        model: the loaded model (converted here when not isolated).
+        model_dir: a directory `distil_tf.load_model` loads `model` from; the
+            child process converts that (required when isolated).
+        isolate: bool or None (`needs_isolation(model)`).
+
+    Raises:
+        ValueError: the conversion failed, or the child ran out of memory.
+    """
+    import pathlib
+    import subprocess
+    import sys
+
+    path = pathlib.Path(path)
+    if not (needs_isolation(model) if isolate is None else isolate):
+        path.write_bytes(convert(model, sequence_length, quantize=quantize, sequence_output=sequence_output))
+        return path.stat().st_size
+    if model_dir is None:
+        raise ValueError("converting a large model in a child process needs the directory it was loaded from")
+    command = [sys.executable, "-m", "distil_tf.export.tflite_format", "--convert", str(model_dir), str(path),
+               "--length", str(sequence_length)]
+    command += ["--int8"] if quantize else []
+    command += ["--sequence-output"] if sequence_output else []
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        if completed.returncode < 0:  # killed, by the kernel's OOM killer in practice
+            raise ValueError(f"TFLite conversion of {model_dir} was killed (signal {-completed.returncode}): "
+                             f"it needs about 30x the weights' size in free RAM")
+        lines = [line for line in completed.stderr.strip().splitlines() if line.startswith("ValueError")]
+        last = (lines or completed.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ValueError(f"TFLite conversion of {model_dir} failed: {last.removeprefix('ValueError: ')}")
+    return path.stat().st_size
+
 def interpreter(path):
     """An `ai_edge_litert` interpreter with tensors allocated."""
     try:
@@ -172,11 +231,13 @@ def pack_for_tflite(tokenizer, text, sequence_length, text_pair=None, preprocess
             for name, value in features.items()}
 
 
-def write_tflite_export(model, tokenizer, directory, sequence_length=None, preprocessing=None):
+def write_tflite_export(model, tokenizer, directory, sequence_length=None, preprocessing=None, model_dir=None):
     """Write fp32 and int8 TFLite models, the vocabulary and `tflite.json` into `directory`.
 
     `preprocessing`: the `PreprocessingConfig` the model was trained with
     (recorded in `tflite.json` for the app's packer, `pack_for_tflite`).
+    `model_dir`: where `model` was loaded from; a large model is converted
+    there by child processes (`convert_to_file`).
 
     Returns:
         The model-card details (`summary`, `notes`, `usage`).
@@ -187,9 +248,8 @@ def write_tflite_export(model, tokenizer, directory, sequence_length=None, prepr
     sequence_length = min(sequence_length or DEFAULT_SEQUENCE_LENGTH, encoder.max_sequence_length)
     sizes = {}
     for file_name, quantize in ((FP32_FILE, False), (INT8_FILE, True)):
-        flatbuffer = convert(model, sequence_length, quantize=quantize)
-        (directory / file_name).write_bytes(flatbuffer)
-        sizes[file_name] = len(flatbuffer)
+        sizes[file_name] = convert_to_file(model, sequence_length, directory / file_name, quantize=quantize,
+                                           model_dir=model_dir)
     save_tokenizer(tokenizer, directory)
     inputs = ["token_ids", "padding_mask"] + (["segment_ids"] if encoder.architecture == "bert" else [])
     spec = {
@@ -219,26 +279,49 @@ def write_tflite_export(model, tokenizer, directory, sequence_length=None, prepr
             "usage": usage}
 
 
-def benchmark(paths, runs=50, warmup=5):
-    """Size and batch-1 latency of TFLite files (for a quiet machine; never run in CI)."""
+def benchmark(paths, runs=30, warmup=5, rounds=3, threads=None):
+    """Size and batch-1 latency of TFLite files (for a quiet machine; never run in CI).
+
+    The models take turns: `rounds` rounds, each timing `runs` calls of
+    every model in order, so a change in the machine's speed during the run
+    lands on all of them alike. Inputs are all-real `[1, L]` ids (every
+    position attended, the worst case of a fixed-shape model).
+
+    Args:
+        threads: interpreter threads (None: every core, as the speed table's runners).
+
+    Returns:
+        One dict per path: path, megabytes, ms_p50, ms_mean, calls, threads.
+    """
+    import os
     import time
 
+    from ai_edge_litert.interpreter import Interpreter
+
+    threads = threads or os.cpu_count() or 1
+    signatures, feeds, times = [], [], []
     for path in paths:
-        runner = interpreter(path)
+        runner = Interpreter(model_path=str(path), num_threads=threads)
+        runner.allocate_tensors()
         signature = runner.get_signature_runner()
         inputs = {name: np.zeros(detail["shape"], np.int32)
                   for name, detail in signature.get_input_details().items()}
-        for name in inputs:
-            if name == "padding_mask":
-                inputs[name][:] = 1
+        inputs["padding_mask"][:] = 1
         for _ in range(warmup):
             signature(**inputs)
-        start = time.perf_counter()
-        for _ in range(runs):
-            signature(**inputs)
-        milliseconds = (time.perf_counter() - start) / runs * 1000
-        size = tf.io.gfile.stat(str(path)).length / 2**20
-        print(f"{path}: {size:.1f} MB, batch-1 latency {milliseconds:.2f} ms (mean of {runs})")
+        signatures.append(signature)
+        feeds.append(inputs)
+        times.append([])
+    for _ in range(rounds):
+        for signature, inputs, measured in zip(signatures, feeds, times):
+            for _ in range(runs):
+                start = time.perf_counter()
+                signature(**inputs)
+                measured.append((time.perf_counter() - start) * 1000)
+    return [{"path": str(path), "megabytes": round(tf.io.gfile.stat(str(path)).length / 2**20, 1),
+             "ms_p50": round(float(np.median(measured)), 2), "ms_mean": round(float(np.mean(measured)), 2),
+             "calls": len(measured), "threads": threads}
+            for path, measured in zip(paths, times)]
 
 
 def classification_accuracy(path, tokenizer, sentences, labels, sequence_length, preprocessing=None):
@@ -266,21 +349,42 @@ def _sst2_dev(path):
     return [row["sentence"] for row in rows], [int(row["label"]) for row in rows]
 
 
-if __name__ == "__main__":
+def _main():
     import argparse
+    import pathlib
 
     parser = argparse.ArgumentParser(
-        description="size and batch-1 latency of TFLite models, or fp32/int8 accuracy on SST-2 dev")
+        description="size and batch-1 latency of TFLite models, fp32/int8 accuracy on SST-2 dev, or one conversion")
     parser.add_argument("--benchmark", nargs="+", metavar="MODEL.tflite")
-    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=30, help="calls per model per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", metavar="OUT.json", help="also write the benchmark rows here")
     parser.add_argument("--sst2-dev", nargs=2, metavar=("EXPORT_DIR", "DEV_TSV"),
                         help="score EXPORT_DIR's model.tflite and model_int8.tflite on GLUE SST-2 dev.tsv")
+    # The child process of `convert_to_file`: one flatbuffer of a model directory.
+    parser.add_argument("--convert", nargs=2, metavar=("MODEL_DIR", "OUT.tflite"), help=argparse.SUPPRESS)
+    parser.add_argument("--length", type=int, default=DEFAULT_SEQUENCE_LENGTH, help=argparse.SUPPRESS)
+    parser.add_argument("--int8", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--sequence-output", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    if arguments.benchmark:
-        benchmark(arguments.benchmark, runs=arguments.runs)
-    if arguments.sst2_dev:
-        import pathlib
+    if arguments.convert:
+        from distil_tf.models import load_model
 
+        model = load_model(arguments.convert[0])
+        flatbuffer = convert(model, arguments.length, quantize=arguments.int8,
+                             sequence_output=arguments.sequence_output)
+        pathlib.Path(arguments.convert[1]).write_bytes(flatbuffer)
+    if arguments.benchmark:
+        rows = benchmark(arguments.benchmark, runs=arguments.runs, rounds=arguments.rounds)
+        for row in rows:
+            print(f"{row['path']}: {row['megabytes']:.1f} MB, batch-1 latency p50 {row['ms_p50']:.2f} ms "
+                  f"(mean {row['ms_mean']:.2f}, {row['calls']} calls, {row['threads']} threads)")
+        if arguments.json:
+            from distil_tf.benchmarks.fast_inference import cpu_info
+
+            report = {"cpu": cpu_info(), "rounds": arguments.rounds, "runs_per_round": arguments.runs, "rows": rows}
+            pathlib.Path(arguments.json).write_text(json.dumps(report, indent=2) + "\n")
+    if arguments.sst2_dev:
         from distil_tf.text import load_tokenizer
 
         export_dir = pathlib.Path(arguments.sst2_dev[0])
@@ -290,3 +394,7 @@ if __name__ == "__main__":
             accuracy, _ = classification_accuracy(export_dir / file_name, load_tokenizer(export_dir), sentences,
                                                   labels, spec["sequence_length"], spec.get("preprocessing"))
             print(f"{export_dir / file_name}: SST-2 dev accuracy {accuracy:.4f} ({len(labels)} sentences)")
+
+
+if __name__ == "__main__":
+    _main()

@@ -156,3 +156,28 @@ def test_tflite_export_serves_what_was_trained_imdb_length_cleaning_and_head_tai
     assert "<" not in tokens and tokens[-3:] == ["surprise", ".", "[SEP]"] and tokens[1] == "an"
     with pytest.warns(UserWarning, match="trained at 48"):
         export_to_format(source, tmp_path / "imdb_tflite_32", "tflite", sequence_length=32)
+
+
+def test_a_child_process_converts_the_same_model_and_reports_failures_in_one_line(
+        tmp_path, task_model_builder, bert_tokenizer, sst2_sentences):
+    """Base-size models convert in a child process (the converter keeps ~30x the weights); same model out."""
+    model = task_model_builder(bert_tokenizer, "distilbert", "classification", "glue/sst2",
+                               ["negative", "positive"], seed=7)
+    assert not tflite_format.needs_isolation(model)  # tiny: in process, as every other test here
+    source = save_model(model, tmp_path / "model", bert_tokenizer)
+    here, child = tmp_path / "here.tflite", tmp_path / "child.tflite"
+    assert tflite_format.convert_to_file(model, SEQUENCE_LENGTH, here, isolate=False) == here.stat().st_size
+    size = tflite_format.convert_to_file(model, SEQUENCE_LENGTH, child, model_dir=source, isolate=True)
+    assert size == child.stat().st_size and abs(size - here.stat().st_size) < 0.01 * size
+    runners = [tflite_format.interpreter(path) for path in (here, child)]
+    for sentence in sst2_sentences[:4]:
+        packed = tflite_format.pack_for_tflite(bert_tokenizer, sentence, SEQUENCE_LENGTH)
+        features = {name: packed[name] for name in ("token_ids", "padding_mask")}
+        first, second = (tflite_format.run(runner, features)["logits"] for runner in runners)
+        np.testing.assert_array_equal(first, second)
+    with pytest.raises(ValueError, match="needs the directory it was loaded from"):
+        tflite_format.convert_to_file(model, SEQUENCE_LENGTH, tmp_path / "x.tflite", isolate=True)
+    with pytest.raises(ValueError, match=r"^TFLite conversion of .*missing failed: ") as error:
+        tflite_format.convert_to_file(model, SEQUENCE_LENGTH, tmp_path / "y.tflite", model_dir=tmp_path / "missing",
+                                      isolate=True)
+    assert "\n" not in str(error.value) and not (tmp_path / "y.tflite").exists()
