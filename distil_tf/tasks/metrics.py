@@ -25,7 +25,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from distil_tf.tasks import registry
+from distil_tf.data import task_specs
 
 
 def _as_arrays(labels, predictions):
@@ -119,7 +119,7 @@ _METRIC_FUNCTIONS = {
 
 
 def _spec(task):
-    return task if isinstance(task, registry.TaskSpec) else registry.get_task(task)
+    return task if isinstance(task, task_specs.TaskSpec) else task_specs.get_task(task)
 
 
 def task_score(task, metrics: Mapping[str, float]) -> float:
@@ -148,7 +148,7 @@ def compute_metrics(task, predictions, labels) -> dict:
         ValueError: a span task (use `squad_metrics`), or bad shapes.
     """
     spec = _spec(task)
-    if spec.head_type == registry.SPAN:
+    if spec.head_type == task_specs.SPAN:
         raise ValueError(f"'{spec.name}' is scored from answer texts: use squad_metrics")
     metrics = {
         name: _METRIC_FUNCTIONS[name](labels, predictions) for name in spec.metric_names
@@ -170,12 +170,12 @@ def glue_score(task_metrics: Mapping[str, Mapping[str, float]], require_all: boo
     Returns:
         The macro score, in the same scale as the inputs.
     """
-    unknown = [name for name in task_metrics if name not in registry.GLUE_TASKS]
+    unknown = [name for name in task_metrics if name not in task_specs.GLUE_TASKS]
     if unknown:
         raise ValueError(
-            f"not GLUE tasks: {', '.join(unknown)}; valid: {', '.join(registry.GLUE_TASKS)}"
+            f"not GLUE tasks: {', '.join(unknown)}; valid: {', '.join(task_specs.GLUE_TASKS)}"
         )
-    missing = [name for name in registry.GLUE_TASKS if name not in task_metrics]
+    missing = [name for name in task_specs.GLUE_TASKS if name not in task_metrics]
     if require_all and missing:
         raise ValueError(
             f"GLUE score needs all nine tasks; missing {', '.join(missing)} "
