@@ -140,7 +140,6 @@ def run_retention(config):
     from distil_tf import load_model, load_tokenizer, run_dir
     from distil_tf.models.student_init import write_student
     from distil_tf.tasks import registry, task_inputs
-    from distil_tf.tasks.evaluation import predict_examples
     from distil_tf.training.finetune import (
         DistillTaskConfig,
         FinetuneConfig,
@@ -151,7 +150,8 @@ def run_retention(config):
 
     if not config.teacher or not config.out:
         raise ValueError("pass --teacher (a task model fine-tuned on --task) and --out")
-    spec = registry.get_task(config.task)
+    task = registry.build_task(config.task)
+    spec = task.spec
     out = pathlib.Path(config.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     (out / "retention_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
@@ -192,7 +192,7 @@ def run_retention(config):
         if spec.head_type == registry.CLASSIFICATION:
             tokenizer = load_tokenizer(teacher)
             predictions = [
-                predict_examples(load_model(directory), tokenizer, spec, dev, config.max_seq_length).tolist()
+                task.predict(load_model(directory), tokenizer, dev, config.max_seq_length).tolist()
                 for directory in (distilled_dir, plain_dir)
             ]
             b, c = discordant_counts(labels, *predictions)

@@ -63,7 +63,7 @@ def evaluate_saved_model(version_dir, spec, examples, batch_size=64):
     """Metrics of the SavedModel at `version_dir` on `examples` (from `task_inputs.read_split`).
 
     Returns:
-        `{metric: value, "examples": n}` like `evaluation.evaluate_examples`.
+        `{metric: value, "examples": n}` like `Task.evaluate`.
 
     Raises:
         ValueError: the signature does not take the task's inputs, or its

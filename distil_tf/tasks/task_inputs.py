@@ -9,16 +9,18 @@ Where the data comes from, in order:
    folder is missing);
 3. tensorflow-datasets (needs a network or a prepared tfds cache).
 
-Batches are `(features, labels)`: features `{"token_ids", "segment_ids",
-"padding_mask"}` int32 `[batch, seq]`, labels a dict keyed like the
-`TaskModel` output they train (see `distil_tf.tasks.task_losses`).
+Text batches are `(features, labels)`: features `{"token_ids",
+"segment_ids", "padding_mask"}` int32 `[batch, seq]`, labels
+`{"logits": [batch]}`, keyed like the `TaskModel` output they train (see
+`distil_tf.tasks.task_losses`). SQuAD's windows and their batches belong to
+`question_answering.QuestionAnsweringTask`; a task's training pipeline is
+`Task.train_dataset_factory`.
 
 Example:
 
 >>> spec = registry.get_task("glue/sst2")
 >>> examples = read_split(spec, "train", "/data/glue")
->>> make = train_dataset_factory(spec, examples, tokenizer, vocab_path, 64, seed=42)
->>> dataset = make(None, 32)   # one shuffled pass
+>>> dataset = text_batches(spec, examples, tokenizer, 128, 32, shuffle=True, seed=42)
 """
 
 import dataclasses
@@ -27,8 +29,6 @@ import pathlib
 from typing import Optional
 
 import tensorflow as tf
-
-from distil_tf.tasks import registry
 
 DATA_ENVIRONMENT_VARIABLE = "DISTIL_TF_DATA"
 # `--split dev` is what the GLUE files call it; the registry says "validation".
@@ -217,33 +217,9 @@ def trim_to_longest(features, labels):
     return {key: value[:, :length] for key, value in features.items()}, labels
 
 
-def _label_dict(spec):
-    if spec.head_type == registry.SPAN:
-        def relabel(features, labels):
-            return features, {"start_logits": labels["start_positions"], "end_logits": labels["end_positions"]}
-    else:
-        def relabel(features, labels):
-            return features, {"logits": labels}
-    return relabel
-
-
-def squad_features(spec, questions, vocab_path, sequence_length, do_lower_case, training,
-                   doc_stride=128, max_query_length=64):
-    """(`squad_lib.SquadExample`s, windowed features) of `questions`.
-
-    Training windows carry the first gold answer's token positions (BERT's
-    `run_squad.py`); inference windows carry none.
-    """
-    from distil_tf.data import squad
-
-    examples = squad.to_squad_examples(questions, answer_index=0 if training else None)
-    features = squad.convert_to_features(
-        examples, str(vocab_path), sequence_length, doc_stride, max_query_length,
-        do_lower_case=do_lower_case,
-    )
-    if not features:
-        raise ValueError(f"no SQuAD windows from {len(questions)} questions")
-    return examples, features
+def _keyed_like_the_logits(features, labels):
+    # Keyed like the head's output, as `compile(loss={...})` and the task distiller expect.
+    return features, {"logits": labels}
 
 
 def text_batches(spec, examples, tokenizer, sequence_length, batch_size, shuffle=False, seed=None,
@@ -262,43 +238,7 @@ def text_batches(spec, examples, tokenizer, sequence_length, batch_size, shuffle
             examples, tokenizer, sequence_length, batch_size, task=spec, shuffle=shuffle,
             seed=seed, drop_remainder=drop_remainder,
         )
-    dataset = dataset.map(_label_dict(spec))
+    dataset = dataset.map(_keyed_like_the_logits)
     if trim:
         dataset = dataset.map(trim_to_longest)
     return dataset
-
-
-def span_batches(spec, features, batch_size, shuffle=False, seed=None, drop_remainder=False):
-    """Batches of SQuAD windows, labels `{"start_logits", "end_logits"}` positions."""
-    from distil_tf.data import squad
-
-    dataset = squad.make_squad_dataset(
-        features, batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder
-    )
-    return dataset.map(_label_dict(spec))
-
-
-def train_dataset_factory(spec, items, tokenizer, sequence_length, seed, trim=True, drop_remainder=False):
-    """`make(input_context, batch_size)`: one shuffled pass, sharded per input pipeline.
-
-    Args:
-        spec: `TaskSpec`.
-        items: `TextExample`s (GLUE, IMDb) or SQuAD training windows
-            (`squad_features(..., training=True)[1]`).
-        tokenizer: the model's WordPiece tokenizer (text tasks).
-        sequence_length: int.
-        seed: int. Shuffle seed (the same order on a resumed run).
-        trim: bool. Trim batches to their longest row (not for XLA).
-        drop_remainder: bool. Static batch shapes (TPU/XLA).
-    """
-
-    def make(input_context, batch_size):
-        shard = items
-        if input_context is not None and input_context.num_input_pipelines > 1:
-            shard = items[input_context.input_pipeline_id :: input_context.num_input_pipelines]
-        if spec.head_type == registry.SPAN:
-            return span_batches(spec, shard, batch_size, shuffle=True, seed=seed, drop_remainder=drop_remainder)
-        return text_batches(spec, shard, tokenizer, sequence_length, batch_size, shuffle=True, seed=seed,
-                            trim=trim, drop_remainder=drop_remainder)
-
-    return make

@@ -175,12 +175,6 @@ def _require(value, flag):
         raise ValueError(f"missing {flag}")
 
 
-def _sequence_length(spec, data_config):
-    from distil_tf.tasks import task_inputs
-
-    return data_config.max_seq_length or task_inputs.default_sequence_length(spec)
-
-
 def _vocab_path(model_path):
     path = pathlib.Path(resolve_model_path(model_path)) / "vocab.txt"
     if not path.is_file():
@@ -189,45 +183,34 @@ def _vocab_path(model_path):
 
 
 def build_task_model(encoder_or_model, spec):
-    """A `TaskModel` for `spec` from an encoder or another task model's encoder.
+    """A `TaskModel` for `spec` from an encoder or another task model (`Task.build_model`)."""
+    from distil_tf.tasks import registry
 
-    A task model already trained for `spec` is returned as is (training
-    continues from its head); any other is reduced to its encoder, which
-    gets a fresh head.
-    """
-    from distil_tf.models.task_model import TaskModel
+    return registry.build_task(spec.name).build_model(encoder_or_model)
 
-    if isinstance(encoder_or_model, TaskModel):
-        if encoder_or_model.task_name == spec.name and encoder_or_model.head_type == spec.head_type:
-            return encoder_or_model
-        encoder_or_model = encoder_or_model.encoder
-    num_classes = len(spec.label_names) if spec.head_type == "classification" else None
-    return TaskModel.from_encoder(
-        encoder_or_model, spec.head_type, num_classes=num_classes, task_name=spec.name,
-        label_names=list(spec.label_names) or None,
-    )
+
+def _vocab_path_for(task, model_path):
+    """The model's vocab.txt when the task featurizes from it (SQuAD), else None."""
+    return _vocab_path(model_path) if task.needs_vocab_file else None
 
 
 class _TaskRun:
-    """Data of one training run: spec, source, training items, evaluation splits."""
+    """Data of one training run: its `Task`, source, training items, evaluation splits."""
 
-    def __init__(self, config, tokenizer, vocab_path):
-        from distil_tf.tasks import registry, task_inputs
+    def __init__(self, config, task, tokenizer, vocab_path):
+        from distil_tf.tasks import task_inputs
 
-        self.spec = registry.get_task(config.task)
+        self.task = task
+        self.spec = task.spec
         self.source = task_inputs.resolve_source(self.spec, config.data.data_dir)
-        self.sequence_length = _sequence_length(self.spec, config.data)
+        self.sequence_length = config.data.max_seq_length or task.default_sequence_length()
         examples = task_inputs.read_split(self.spec, config.data.train_split, self.source)
         self.train_examples = task_inputs.subset(examples, config.data.train_limit, config.data.train_skip)
         self.split_sizes = {config.data.train_split: len(examples)}
-        if self.spec.head_type == "span":
-            _, self.train_items = task_inputs.squad_features(
-                self.spec, self.train_examples, vocab_path, self.sequence_length,
-                getattr(tokenizer, "hf_lowercase", True), training=True,
-                doc_stride=config.data.doc_stride, max_query_length=config.data.max_query_length,
-            )
-        else:
-            self.train_items = self.train_examples
+        self.train_items = task.training_items(
+            self.train_examples, tokenizer, vocab_path, self.sequence_length,
+            doc_stride=config.data.doc_stride, max_query_length=config.data.max_query_length,
+        )
         self.eval_splits = task_inputs.evaluation_splits(self.spec, self.source, config.data.eval_split)
 
     def steps(self, config, examples=None):
@@ -248,7 +231,7 @@ class _TaskRun:
             "train_split": config.data.train_split,
             "train_examples": len(self.train_examples),
             "train_split_size": self.split_sizes[config.data.train_split],
-            "train_windows": len(self.train_items) if self.spec.head_type == "span" else None,
+            "train_windows": self.task.training_windows(self.train_items),
             "train_skip": config.data.train_skip,
             "max_seq_length": self.sequence_length,
             "batch_size": config.data.batch_size,
@@ -271,23 +254,22 @@ def _evaluation_options(config, sequence_length):
     )
 
 
-def evaluate_on_splits(model, tokenizer, spec, source, splits, options, vocab_path=None, limit=None, skip=0):
-    """`{split: metrics}` of `model` on each split (examples `[skip:skip+limit]`)."""
-    from distil_tf.tasks import evaluation, task_inputs
+def evaluate_on_splits(model, tokenizer, task, source, splits, options, vocab_path=None, limit=None, skip=0):
+    """`{split: metrics}` of `model` on each split (examples `[skip:skip+limit]`), by `task.evaluate`."""
+    from distil_tf.tasks import task_inputs
 
     results = {}
     for split in splits:
-        examples = task_inputs.subset(task_inputs.read_split(spec, split, source), limit, skip)
-        results[split] = evaluation.evaluate_examples(model, tokenizer, spec, examples, options, vocab_path)
+        examples = task_inputs.subset(task_inputs.read_split(task.spec, split, source), limit, skip)
+        results[split] = task.evaluate(model, tokenizer, examples, options, vocab_path)
     return results
 
 
 def _train(model, config, run, tokenizer, out_dir, strategy, make_train=None):
-    from distil_tf.tasks import task_inputs
     from distil_tf.training.fit import fit
 
-    make_train = make_train or task_inputs.train_dataset_factory(
-        run.spec, run.train_items, tokenizer, run.sequence_length, seed=config.runtime.seed,
+    make_train = make_train or run.task.train_dataset_factory(
+        run.train_items, tokenizer, run.sequence_length, seed=config.runtime.seed,
         # XLA and TPUs compile one program per shape: static batches there.
         trim=config.data.trim_padding and not _static_shapes(config),
         drop_remainder=_static_shapes(config),
@@ -309,8 +291,6 @@ def _train(model, config, run, tokenizer, out_dir, strategy, make_train=None):
 
 def _run_provenance(config, run, steps):
     """What every task run records about its data and training."""
-    from distil_tf.tasks import task_inputs
-
     return {
         "data": run.data_summary(config),
         "steps": steps,
@@ -318,7 +298,7 @@ def _run_provenance(config, run, steps):
         "max_seq_length": run.sequence_length,
         # Read back by export, so the served signature cleans, truncates and
         # packs texts exactly as training did (distil_tf.text.preprocessing).
-        "preprocessing": task_inputs.preprocessing_for(run.spec, run.sequence_length).to_dict(),
+        "preprocessing": run.task.preprocessing_for(run.sequence_length).to_dict(),
         "optimizer": dataclasses.asdict(config.optimizer),
         "seed": config.runtime.seed,
     }
@@ -342,7 +322,7 @@ def _finish(config, run, model, tokenizer, out_dir, model_dir, provenance, steps
         mark_model_saved(out_dir, model_dir)
     options = _evaluation_options(config, run.sequence_length)
     evaluation = evaluate_on_splits(
-        model, tokenizer, run.spec, run.source, run.eval_splits, options, vocab_path,
+        model, tokenizer, run.task, run.source, run.eval_splits, options, vocab_path,
         config.data.eval_limit, config.data.eval_skip,
     )
     summary = {
@@ -381,32 +361,32 @@ def run_finetune(config):
     """
     import keras
 
-    from distil_tf.tasks import registry, task_losses
+    from distil_tf.tasks import registry
 
     _require(config.task, "--task")
     _require(config.model, "--model")
     _require(config.out, "--out")
-    spec = registry.get_task(config.task)
+    task = registry.build_task(config.task)
     out_dir = pathlib.Path(config.out)
     strategy = setup_runtime(config.runtime)
     try:
         with strategy.scope():
             base, tokenizer = _load(config.model, config.runtime.precision)
-        vocab_path = _vocab_path(config.model) if spec.head_type == "span" else None
-        run = _TaskRun(config, tokenizer, vocab_path)
+        vocab_path = _vocab_path_for(task, config.model)
+        run = _TaskRun(config, task, tokenizer, vocab_path)
         _start_run(config, out_dir, "finetune")
         steps = run.steps(config)
         with strategy.scope():
-            model = build_task_model(base, spec)
+            model = task.build_model(base)
             model.compile(
                 optimizer=build_optimizer(config.optimizer, steps),
                 jit_compile=config.runtime.jit_compile,
-                **task_losses.compile_arguments(spec.head_type),
+                **task.compile_arguments(),
             )
         steps, result, seconds = _train(model, config, run, tokenizer, out_dir, strategy)
         provenance = {
             "kind": "finetuned",
-            "task": spec.name,
+            "task": task.name,
             "base_model": str(config.model),
             **_run_provenance(config, run, steps),
         }
@@ -416,7 +396,7 @@ def run_finetune(config):
         keras.config.set_dtype_policy("float32")
 
 
-def build_student(config, teacher, tokenizer, spec):
+def build_student(config, teacher, tokenizer, task):
     """The student `TaskModel` of a `distill-task` run, its layer map (or None) and where its head came from."""
     from distil_tf.models import load_model_and_tokenizer
     from distil_tf.models.student_init import student_task_model, validate_layer_map
@@ -430,13 +410,13 @@ def build_student(config, teacher, tokenizer, spec):
                 f"the student's vocabulary ({student_tokenizer.vocabulary_size()} tokens) differs "
                 f"from the teacher's ({tokenizer.vocabulary_size()}): distillation needs one vocabulary"
             )
-        return build_task_model(student, spec), None, "from the student directory"
+        return task.build_model(student), None, "from the student directory"
     layers = validate_layer_map(value, teacher.encoder.num_layers) if kind == "layers" else None
     # The student starts from the teacher's layers and its task head.
     student, layer_map, head = student_task_model(
         teacher, layer_map=layers, num_layers=value if kind == "depth" else None
     )
-    return build_task_model(student, spec), layer_map, head
+    return task.build_model(student), layer_map, head
 
 
 def hidden_layer_map(config, teacher, student, layer_map):
@@ -538,7 +518,6 @@ def run_task_distillation(config):
     from distil_tf.distillation import transfer_set
     from distil_tf.distillation.task_distiller import SOFT_LOSSES, TaskDistiller
     from distil_tf.tasks import registry
-    from distil_tf.tasks.evaluation import check_model_matches_task
 
     _require(config.task, "--task")
     _require(config.teacher, "--teacher")
@@ -549,21 +528,21 @@ def run_task_distillation(config):
                                  ("hidden_loss", config.distillation.hidden_loss, HIDDEN_STATE_LOSSES)):
         if value not in choices:
             raise ValueError(f"unknown distillation.{name} '{value}'; expected one of {', '.join(choices)}")
-    spec = registry.get_task(config.task)
-    transfer_set.check_transfer_options(spec, config.distillation.augment, config.distillation.unlabeled)
+    task = registry.build_task(config.task)
+    transfer_set.check_transfer_options(task.spec, config.distillation.augment, config.distillation.unlabeled)
     out_dir = pathlib.Path(config.out)
     strategy = setup_runtime(config.runtime)
     try:
         with strategy.scope():
             teacher, tokenizer = _load(config.teacher, config.runtime.precision)
-        check_model_matches_task(teacher, spec, config.teacher)
-        vocab_path = _vocab_path(config.teacher) if spec.head_type == "span" else None
-        run = _TaskRun(config, tokenizer, vocab_path)
+        task.check_model(teacher, config.teacher)
+        vocab_path = _vocab_path_for(task, config.teacher)
+        run = _TaskRun(config, task, tokenizer, vocab_path)
         transfer = _transfer_set(config, run, teacher, tokenizer)
         _start_run(config, out_dir, "distill-task")
         steps = run.steps(config, len(transfer))
         with strategy.scope():
-            student, layer_map, head = build_student(config, teacher, tokenizer, spec)
+            student, layer_map, head = build_student(config, teacher, tokenizer, task)
             if config.distillation.freeze_position_embeddings:
                 student.encoder.position_embedding.trainable = False
             hidden_pairs, hidden_map = None, None
@@ -589,7 +568,7 @@ def run_task_distillation(config):
         steps, result, seconds = _train(distiller, config, run, tokenizer, out_dir, strategy, make_train)
         provenance = {
             "kind": "task_distilled",
-            "task": spec.name,
+            "task": task.name,
             "teacher": str(config.teacher),
             "student_init": str(config.student),
             "layer_map": layer_map,
@@ -658,15 +637,16 @@ def run_evaluation(model_path, task, data_dir=None, split=None, output=None, lim
     """
     from distil_tf.models import describe_model, load_model_and_tokenizer
     from distil_tf.tasks import registry, task_inputs
-    from distil_tf.tasks.evaluation import EvaluationOptions, check_model_matches_task
+    from distil_tf.tasks.evaluation import EvaluationOptions
 
-    spec = registry.get_task(task)
+    task = registry.build_task(task)  # the name becomes its Task object
+    spec = task.spec
     source = task_inputs.resolve_source(spec, data_dir)
     version_dir = resolve_saved_model(model_path)
     if version_dir is not None:
         return _evaluate_served(version_dir, spec, source, split, output, limit, skip, batch_size, max_seq_length)
     model, tokenizer = load_model_and_tokenizer(model_path)
-    check_model_matches_task(model, spec, model_path)
+    task.check_model(model, model_path)
     # Score with the windows the model was fine-tuned with, unless told otherwise.
     provenance = describe_model(model_path)
     trained_data = provenance.get("data") or {}
@@ -677,9 +657,9 @@ def run_evaluation(model_path, task, data_dir=None, split=None, output=None, lim
         doc_stride=trained_data.get("doc_stride") or EvaluationOptions.doc_stride,
         max_query_length=trained_data.get("max_query_length") or EvaluationOptions.max_query_length,
     )
-    vocab_path = _vocab_path(model_path) if spec.head_type == "span" else None
+    vocab_path = _vocab_path_for(task, model_path)
     splits = task_inputs.evaluation_splits(spec, source, split)
-    evaluation = evaluate_on_splits(model, tokenizer, spec, source, splits, options, vocab_path, limit, skip)
+    evaluation = evaluate_on_splits(model, tokenizer, task, source, splits, options, vocab_path, limit, skip)
     result = {
         "task": spec.name,
         "model": str(model_path),
@@ -687,7 +667,7 @@ def run_evaluation(model_path, task, data_dir=None, split=None, output=None, lim
             "source": source.describe(spec),
             "limit": limit,
             "skip": skip,
-            "max_seq_length": options.max_seq_length or task_inputs.default_sequence_length(spec),
+            "max_seq_length": options.max_seq_length or task.default_sequence_length(),
         },
         "evaluation": evaluation,
     }

@@ -69,7 +69,7 @@ def test_text_batches_have_dict_labels_and_trimmed_length(tiny_vocab_file):
     features, labels = next(iter(task_inputs.text_batches(spec, examples, tokenizer, 64, 2)))
     assert features["token_ids"].shape == (2, 16)
     np.testing.assert_array_equal(labels["logits"], [1, 0])
-    make = task_inputs.train_dataset_factory(spec, examples, tokenizer, 64, seed=1, trim=False)
+    make = registry.build_task(spec.name).train_dataset_factory(examples, tokenizer, 64, seed=1, trim=False)
     features, _ = next(iter(make(None, 2)))
     assert features["token_ids"].shape == (2, 64)
 
