@@ -35,11 +35,11 @@ Models over 20M parameters are converted one flatbuffer per child process
 (`convert_to_file`): the converter holds ~30x the weights in RAM (BERT-base
 int8: 15.3 GB peak) and keeps it until its process ends.
 
-Size and batch-1 latency, and the accuracy cost of int8 on SST-2 dev (run
-by hand on a quiet machine, not in CI; compare BERT-base with DistilBERT as
-the paper does, in one run: the models take turns):
+Size and batch-1 latency (`distil_tf.benchmarks.tflite_on_device`, on a
+quiet machine, never in CI; BERT-base against DistilBERT as the paper
+does), and the accuracy cost of int8 on SST-2 dev:
 
-    python -m distil_tf.export.tflite_format --benchmark BERT/model.tflite DISTILBERT/model.tflite \
+    python -m distil_tf.benchmarks.tflite_on_device BERT/model.tflite DISTILBERT/model.tflite \
         BERT/model_int8.tflite DISTILBERT/model_int8.tflite --json results.json
     python -m distil_tf.export.tflite_format --sst2-dev DIR ../shared/data/glue/SST-2/dev.tsv
 """
@@ -279,51 +279,6 @@ def write_tflite_export(model, tokenizer, directory, sequence_length=None, prepr
             "usage": usage}
 
 
-def benchmark(paths, runs=30, warmup=5, rounds=3, threads=None):
-    """Size and batch-1 latency of TFLite files (for a quiet machine; never run in CI).
-
-    The models take turns: `rounds` rounds, each timing `runs` calls of
-    every model in order, so a change in the machine's speed during the run
-    lands on all of them alike. Inputs are all-real `[1, L]` ids (every
-    position attended, the worst case of a fixed-shape model).
-
-    Args:
-        threads: interpreter threads (None: every core, as the speed table's runners).
-
-    Returns:
-        One dict per path: path, megabytes, ms_p50, ms_mean, calls, threads.
-    """
-    import os
-    import time
-
-    from ai_edge_litert.interpreter import Interpreter
-
-    threads = threads or os.cpu_count() or 1
-    signatures, feeds, times = [], [], []
-    for path in paths:
-        runner = Interpreter(model_path=str(path), num_threads=threads)
-        runner.allocate_tensors()
-        signature = runner.get_signature_runner()
-        inputs = {name: np.zeros(detail["shape"], np.int32)
-                  for name, detail in signature.get_input_details().items()}
-        inputs["padding_mask"][:] = 1
-        for _ in range(warmup):
-            signature(**inputs)
-        signatures.append(signature)
-        feeds.append(inputs)
-        times.append([])
-    for _ in range(rounds):
-        for signature, inputs, measured in zip(signatures, feeds, times):
-            for _ in range(runs):
-                start = time.perf_counter()
-                signature(**inputs)
-                measured.append((time.perf_counter() - start) * 1000)
-    return [{"path": str(path), "megabytes": round(tf.io.gfile.stat(str(path)).length / 2**20, 1),
-             "ms_p50": round(float(np.median(measured)), 2), "ms_mean": round(float(np.mean(measured)), 2),
-             "calls": len(measured), "threads": threads}
-            for path, measured in zip(paths, times)]
-
-
 def classification_accuracy(path, tokenizer, sentences, labels, sequence_length, preprocessing=None):
     """Accuracy of a classifier `.tflite` on `(sentences, labels)`, one sentence at a time.
 
@@ -354,11 +309,7 @@ def _main():
     import pathlib
 
     parser = argparse.ArgumentParser(
-        description="size and batch-1 latency of TFLite models, fp32/int8 accuracy on SST-2 dev, or one conversion")
-    parser.add_argument("--benchmark", nargs="+", metavar="MODEL.tflite")
-    parser.add_argument("--runs", type=int, default=30, help="calls per model per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", metavar="OUT.json", help="also write the benchmark rows here")
+        description="fp32/int8 accuracy of a TFLite export on SST-2 dev (or one conversion, for convert_to_file)")
     parser.add_argument("--sst2-dev", nargs=2, metavar=("EXPORT_DIR", "DEV_TSV"),
                         help="score EXPORT_DIR's model.tflite and model_int8.tflite on GLUE SST-2 dev.tsv")
     # The child process of `convert_to_file`: one flatbuffer of a model directory.
@@ -374,16 +325,6 @@ def _main():
         flatbuffer = convert(model, arguments.length, quantize=arguments.int8,
                              sequence_output=arguments.sequence_output)
         pathlib.Path(arguments.convert[1]).write_bytes(flatbuffer)
-    if arguments.benchmark:
-        rows = benchmark(arguments.benchmark, runs=arguments.runs, rounds=arguments.rounds)
-        for row in rows:
-            print(f"{row['path']}: {row['megabytes']:.1f} MB, batch-1 latency p50 {row['ms_p50']:.2f} ms "
-                  f"(mean {row['ms_mean']:.2f}, {row['calls']} calls, {row['threads']} threads)")
-        if arguments.json:
-            from distil_tf.benchmarks.fast_inference import cpu_info
-
-            report = {"cpu": cpu_info(), "rounds": arguments.rounds, "runs_per_round": arguments.runs, "rows": rows}
-            pathlib.Path(arguments.json).write_text(json.dumps(report, indent=2) + "\n")
     if arguments.sst2_dev:
         from distil_tf.text import load_tokenizer
 
