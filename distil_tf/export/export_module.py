@@ -50,7 +50,7 @@ from distil_tf.export.fused_encoder import FusedEncoder
 from distil_tf.export.inference_options import InferenceOptions, pad_to_bucket, with_compute_dtype
 from distil_tf.heads import CLASSIFICATION, REGRESSION, SPAN
 from distil_tf.models import pooling as pooling_lib
-from distil_tf.models.task_model import PADDING_LOGIT
+from distil_tf.models.task_model import head_outputs
 from distil_tf.text import preprocessing as text_preprocessing
 
 DEFAULT_MAX_SEQUENCE_LENGTH = 128
@@ -226,20 +226,13 @@ class ExportModule(tf.Module):
                                   self.start_id, self.end_id, self.pad_id)
 
     def _fused_outputs(self, inputs):
-        """`TaskModel.call` (inference) on the fused encoder's sequence output."""
+        """`TaskModel.call` (inference) on the fused encoder's sequence output: the same `head_outputs`."""
         sequence_output = self.fused_encoder(inputs)  # [batch, T, hidden]
-        classifier = self.head_layers["classifier"]
-        if self.head_type == SPAN:
-            logits = classifier(sequence_output)
-            padding = tf.cast(tf.equal(inputs["padding_mask"], 0), tf.float32) * PADDING_LOGIT
-            return {"start_logits": logits[..., 0] + padding, "end_logits": logits[..., 1] + padding}
-        features = pooling_lib.pool(
-            sequence_output, inputs["padding_mask"], self.pooling, self.head_layers["pooled_dense"]
+        return head_outputs(
+            self.head_type, sequence_output, inputs["padding_mask"], self.head_layers["classifier"],
+            pooling=self.pooling, pooler_dense=self.head_layers["pooled_dense"],
+            pre_classifier=self.head_layers["pre_classifier"],
         )
-        if self.head_layers["pre_classifier"] is not None:
-            features = self.head_layers["pre_classifier"](features)
-        logits = classifier(features)
-        return {"logits": logits[:, 0] if self.head_type == REGRESSION else logits}
 
     def _model_outputs(self, inputs):
         if self.options.fused_graph:

@@ -13,6 +13,45 @@ from distil_tf.heads import CLASSIFICATION, HEAD_TYPES, REGRESSION, SPAN  # noqa
 PADDING_LOGIT = -1e4
 
 
+def head_outputs(head_type, sequence_output, padding_mask, classifier, pooling=None, pooled_output=None,
+                 pooler_dense=None, pre_classifier=None, dropout=None, training=None):
+    """A task head on an encoder's outputs: the one definition `TaskModel.call` and the fused export share.
+
+    Args:
+        head_type: "classification", "regression" or "span".
+        sequence_output: `[batch, seq, hidden]`, the encoder's last layer.
+        padding_mask: int `[batch, seq]`, 1 on real tokens.
+        classifier: the output `Dense(K)` (`Dense(1)` regression, `Dense(2)` span).
+        pooling: "cls_pooler", "cls" or "mean" (not span).
+        pooled_output: `[batch, hidden]` BERT's tanh pooler output when the
+            encoder computed it; else `pooler_dense` (the pooler's Dense) is
+            applied to [CLS] here ("cls_pooler" only).
+        pre_classifier: DistilBERT's `Dense(hidden, relu)` or None.
+        dropout: the dropout before `classifier`, or None (inference graphs).
+
+    Returns:
+        classification `{"logits": [batch, K]}`, regression `{"logits": [batch]}`,
+        span `{"start_logits", "end_logits": [batch, seq]}` with -1e4 at padding;
+        float32.
+    """
+
+    def drop(x):
+        return x if dropout is None else dropout(x, training=training)
+
+    if head_type == SPAN:
+        logits = ops.cast(classifier(drop(sequence_output)), "float32")  # [batch, seq, 2]
+        padding = ops.cast(ops.equal(padding_mask, 0), "float32") * PADDING_LOGIT
+        return {"start_logits": logits[..., 0] + padding, "end_logits": logits[..., 1] + padding}
+    if pooling == pooling_lib.CLS_POOLER and pooled_output is not None:
+        x = pooled_output
+    else:
+        x = pooling_lib.pool(sequence_output, padding_mask, pooling, pooler_dense)  # [batch, hidden]
+    if pre_classifier is not None:
+        x = pre_classifier(x)
+    logits = ops.cast(classifier(drop(x)), "float32")
+    return {"logits": logits[:, 0] if head_type == REGRESSION else logits}
+
+
 @keras.saving.register_keras_serializable(package="distil_tf")
 class TaskModel(DistributedBuildMixin, keras.Model):
     """An `Encoder` with a task head, as Hugging Face builds them.
@@ -120,25 +159,11 @@ class TaskModel(DistributedBuildMixin, keras.Model):
 
     def call(self, inputs, training=None):
         encoded = self.encoder(inputs, training=training)
-        if self.head_type == "span":
-            x = self.classifier_dropout_layer(encoded["sequence_output"], training=training)
-            logits = ops.cast(self.classifier(x), "float32")
-            padding = ops.cast(ops.equal(inputs["padding_mask"], 0), "float32") * PADDING_LOGIT
-            return {
-                "start_logits": logits[..., 0] + padding,
-                "end_logits": logits[..., 1] + padding,
-            }
-        if self.pooling == pooling_lib.CLS_POOLER:
-            x = encoded["pooled_output"]
-        else:
-            x = pooling_lib.pool(encoded["sequence_output"], inputs["padding_mask"], self.pooling)
-        if self.pre_classifier is not None:
-            x = self.pre_classifier(x)
-        x = self.classifier_dropout_layer(x, training=training)
-        logits = ops.cast(self.classifier(x), "float32")
-        if self.head_type == "regression":
-            logits = logits[:, 0]
-        return {"logits": logits}
+        return head_outputs(
+            self.head_type, encoded["sequence_output"], inputs["padding_mask"], self.classifier,
+            pooling=self.pooling, pooled_output=encoded.get("pooled_output"), pre_classifier=self.pre_classifier,
+            dropout=self.classifier_dropout_layer, training=training,
+        )
 
     def dummy_inputs(self, batch_size=1, sequence_length=4):
         return self.encoder.dummy_inputs(batch_size, sequence_length)
