@@ -15,6 +15,10 @@ from distil_tf.distillation.distillation_losses import (
 )
 
 
+# How `MaskedLMDistiller` maps student hidden states to the teacher's width.
+HIDDEN_PROJECTION_MODES = ("auto", "always", "never")
+
+
 def num_replicas():
     return tf.distribute.get_strategy().num_replicas_in_sync
 
@@ -39,7 +43,8 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
     Teachers without an MLM head (sentence-transformers models such as
     all-MiniLM-L6-v2) teach through their hidden states alone: L_cos, a
     per-layer hidden-state MSE under the layer map (`alpha_hidden_mse`,
-    TinyBERT's eq. 8 without W_h) and, for embedding students, the cosine
+    TinyBERT's eq. 8; with its W_h when `hidden_projection` maps a narrower
+    student to the teacher's width) and, for embedding students, the cosine
     and/or MSE of the sentence embeddings pooled the teacher's way
     (`alpha_pooled_cos`, `alpha_pooled_mse`; mean over real tokens for
     sentence-transformers checkpoints). Token terms are means over the real
@@ -64,10 +69,24 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             sentence-embedding cosine and MSE.
         alpha_pooled_relation: float. Weight of the in-batch similarity
             relation of the pooled embeddings
-            (`losses.pooled_similarity_relation`); the only pooled term that
-            works across hidden sizes.
+            (`losses.pooled_similarity_relation`); the one pooled term that
+            works across hidden sizes without a projection.
         pooling: str or None. "mean" or "cls", how the pooled terms pool
             both models' last layers; default the teacher's recorded pooling.
+        hidden_projection: str. "never" (the default: the hidden-state terms
+            need equal hidden sizes), "auto" (a learned projection only when
+            the widths differ) or "always". The projection is TinyBERT's W_h
+            (Jiao et al., 2020, eq. 8): one `keras.layers.Dense` without
+            activation, `[batch, seq, student hidden] -> [batch, seq, teacher
+            hidden]`, shared by every layer pair, applied to the student's
+            states before L_cos, the hidden-state MSE and the pooled cosine
+            and MSE (never before the relation term, which compares
+            similarities and needs no common width). It trains with the
+            student and is part of this distiller's weights (its checkpoint),
+            not of the student: `self.student` stays a plain `Encoder`.
+
+    Attributes:
+        projection: the `Dense` layer, or None when no projection is used.
     """
 
     def __init__(
@@ -87,6 +106,7 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         alpha_pooled_mse=0.0,
         pooling=None,
         alpha_pooled_relation=0.0,
+        hidden_projection="never",
         **kwargs,
     ):
         alphas = {"alpha_ce": alpha_ce, "alpha_mlm": alpha_mlm, "alpha_cos": alpha_cos, "alpha_mse": alpha_mse,
@@ -111,15 +131,25 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         if (needs_teacher_head or alpha_mlm > 0) and student.mlm_head is None:
             raise ValueError("the student has no MLM head; initialize it from a teacher with one")
         cosine = HiddenStateCosineDistillation(cosine_layer_pairs)
-        if alpha_cos > 0:
-            cosine.check_hidden_sizes(teacher, student)
-        hidden_terms = {"alpha_hidden_mse": alpha_hidden_mse, "alpha_pooled_cos": alpha_pooled_cos,
-                        "alpha_pooled_mse": alpha_pooled_mse}
-        for name, value in hidden_terms.items():
-            if value > 0 and teacher.hidden_dim != student.hidden_dim:
+        if hidden_projection not in HIDDEN_PROJECTION_MODES:
+            raise ValueError(
+                f"hidden_projection must be one of {', '.join(HIDDEN_PROJECTION_MODES)}, got {hidden_projection!r}"
+            )
+        hidden_terms = {"alpha_cos": alpha_cos, "alpha_hidden_mse": alpha_hidden_mse,
+                        "alpha_pooled_cos": alpha_pooled_cos, "alpha_pooled_mse": alpha_pooled_mse}
+        hidden_terms_on = [name for name, value in hidden_terms.items() if value > 0]
+        widths_differ = teacher.hidden_dim != student.hidden_dim
+        # Only with a term to train it: a projection no loss reads would get no
+        # gradient (and would only add unused weights to the checkpoint).
+        use_projection = bool(hidden_terms_on) and (
+            hidden_projection == "always" or (hidden_projection == "auto" and widths_differ)
+        )
+        if widths_differ and not use_projection:
+            for name in hidden_terms_on:
                 raise ValueError(
                     f"{name} compares hidden states, but the teacher's hidden size ({teacher.hidden_dim}) "
-                    f"differs from the student's ({student.hidden_dim}): set {name}=0"
+                    f"differs from the student's ({student.hidden_dim}): add a projection or set {name}=0 "
+                    "(hidden_projection='auto' learns one, TinyBERT's W_h)"
                 )
         pooled_terms_on = alpha_pooled_cos > 0 or alpha_pooled_mse > 0 or alpha_pooled_relation > 0
         if pooling is None and pooled_terms_on:
@@ -163,6 +193,22 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         self.alpha_pooled_cos, self.alpha_pooled_mse = alpha_pooled_cos, alpha_pooled_mse
         self.alpha_pooled_relation = alpha_pooled_relation
         self.pooling = pooling
+        self.hidden_projection = hidden_projection
+        self.projection = None
+        if use_projection:
+            # Equal widths ("always"): the identity to start with, so a student
+            # copied from the teacher starts from the unprojected losses (the
+            # projection is harmless and only adds freedom). Different widths:
+            # Keras's default Glorot-uniform kernel, as TinyBERT's nn.Linear
+            # starts random; the bias (TinyBERT's fit_dense has one) starts at 0.
+            self.projection = keras.layers.Dense(
+                teacher.hidden_dim,
+                kernel_initializer="identity" if not widths_differ else "glorot_uniform",
+                name="hidden_projection",
+            )
+            # Built here, under the caller's strategy scope, so its variables
+            # exist before the optimizer and a checkpoint restore look for them.
+            self.projection.build((None, None, student.hidden_dim))
         # The paper's four terms always (a run's logs keep their keys); the
         # hidden-state terms only when on.
         self.term_weights = {"ce": alpha_ce, "mlm": alpha_mlm, "cos": alpha_cos, "mse": alpha_mse}
@@ -224,6 +270,7 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             teacher_outputs = self.teacher(inputs, training=False)
             teacher_outputs = keras.tree.map_structure(ops.stop_gradient, teacher_outputs)
         weights = self._term_weights(inputs)
+        projected_outputs = self._projected(student_outputs)
 
         def weight_and_denominator(name):
             values, normalizer = weights[name]
@@ -238,14 +285,14 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             "mlm": losses.masked_lm_cross_entropy(
                 inputs["mlm_labels"], student_outputs["mlm_logits"], mlm["weights"], mlm["denominator"]
             ) if self.alpha_mlm > 0 else zero,
-            "cos": cosine_loss.compute_loss(teacher_outputs, student_outputs, **weight_and_denominator("cos"))
+            "cos": cosine_loss.compute_loss(teacher_outputs, projected_outputs, **weight_and_denominator("cos"))
             if self.alpha_cos > 0 else zero,
             "mse": mse_loss.compute_loss(teacher_outputs, student_outputs, **weight_and_denominator("mse"))
             if self.alpha_mse > 0 else zero,
         }
         if "hidden_mse" in self.term_weights:
             terms["hidden_mse"] = self.hidden_mse_loss.compute_loss(
-                teacher_outputs, student_outputs, **weight_and_denominator("hidden_mse")
+                teacher_outputs, projected_outputs, **weight_and_denominator("hidden_mse")
             )
         if any(name in self.term_weights for name in ("pooled_cos", "pooled_mse", "pooled_relation")):
             # Both models pooled the same (the teacher's) way, before any L2
@@ -253,12 +300,46 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             padding_mask = inputs["padding_mask"]
             teacher_pooled = pooling_lib.pool(teacher_outputs["sequence_output"], padding_mask, self.pooling)
             student_pooled = pooling_lib.pool(student_outputs["sequence_output"], padding_mask, self.pooling)
-            for name, loss_function in (("pooled_cos", losses.pooled_embedding_cosine),
-                                        ("pooled_mse", losses.pooled_embedding_mse),
-                                        ("pooled_relation", losses.pooled_similarity_relation)):
+            # Mean and [CLS] pooling commute with the affine projection, so
+            # pooling the projected states is projecting the pooled embedding.
+            projected_pooled = student_pooled
+            if projected_outputs is not student_outputs:
+                projected_pooled = pooling_lib.pool(projected_outputs["sequence_output"], padding_mask, self.pooling)
+            for name, loss_function, student_embedding in (
+                ("pooled_cos", losses.pooled_embedding_cosine, projected_pooled),
+                ("pooled_mse", losses.pooled_embedding_mse, projected_pooled),
+                # The relation compares in-batch similarities, which need no
+                # common width: the student's own embeddings, as without a projection.
+                ("pooled_relation", losses.pooled_similarity_relation, student_pooled),
+            ):
                 if name in self.term_weights:
-                    terms[name] = loss_function(teacher_pooled, student_pooled, **weight_and_denominator(name))
+                    terms[name] = loss_function(teacher_pooled, student_embedding, **weight_and_denominator(name))
         return terms
+
+    def _projected(self, student_outputs):
+        """The student's outputs with the hidden states the hidden-state terms read projected.
+
+        `hidden_states[i]` (for the layer pairs of L_cos and the hidden-state
+        MSE) and `sequence_output` (for the pooled terms), `[batch, seq,
+        student hidden] -> [batch, seq, teacher hidden]`; the other entries
+        (MLM logits) unchanged. Without a projection: `student_outputs` itself.
+        """
+        if self.projection is None:
+            return student_outputs
+        hidden_states = list(student_outputs["hidden_states"])
+        count = len(hidden_states)
+        used = set()
+        if self.alpha_cos > 0:
+            used.update(student_index % count for student_index, _ in self.cosine_layer_pairs)
+        if self.alpha_hidden_mse > 0:
+            used.update(student_index % count for student_index, _ in self.hidden_mse_layer_pairs)
+        # Only the layers a term reads: the others would cost a matmul each for nothing.
+        for index in used:
+            hidden_states[index] = self.projection(hidden_states[index])
+        projected = dict(student_outputs, hidden_states=hidden_states)
+        if self.alpha_pooled_cos > 0 or self.alpha_pooled_mse > 0:
+            projected["sequence_output"] = self.projection(student_outputs["sequence_output"])
+        return projected
 
     def _total(self, terms):
         return sum(self.term_weights[name] * value for name, value in terms.items())
@@ -308,6 +389,7 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             "alpha_pooled_mse": self.alpha_pooled_mse,
             "alpha_pooled_relation": self.alpha_pooled_relation,
             "pooling": self.pooling,
+            "hidden_projection": self.hidden_projection,
         }
 
     @classmethod

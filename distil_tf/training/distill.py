@@ -11,9 +11,15 @@ prints, once, which terms are active and why (`resolve_loss_weights`). An
 MLM-based term asked for explicitly on such a teacher is an error. With no MLM
 term on, the student sees unmasked text (`distillation.mask_inputs`).
 
+A student narrower than the teacher (`distil-tf init-student --hidden-size`)
+gets its hidden-state terms through a learned projection to the teacher's
+width (`distillation.hidden_projection`, TinyBERT's W_h): trained and
+checkpointed with the run, left out of the saved student.
+
 Output directory: `config.yaml` (resolved config), `token_counts.npy`,
-`checkpoints/` (resume state), `tensorboard/`, `student/` (the distilled
-student, loadable by `distil_tf.load_model`), `metrics.json`.
+`checkpoints/` (resume state, the projection included), `tensorboard/`,
+`student/` (the distilled student alone, loadable by `distil_tf.load_model`),
+`metrics.json`.
 """
 
 import dataclasses
@@ -79,6 +85,13 @@ class DistillationConfig:
     # In-batch cosine-similarity matrix of the pooled embeddings, student vs
     # teacher (relational distillation): what STS and search score.
     alpha_pooled_relation: float = 0.0
+    # A learned linear map (TinyBERT's W_h, one Dense shared by every layer)
+    # from the student's hidden size to the teacher's, applied to the student's
+    # states before cos, hidden_mse, pooled_cos and pooled_mse. "auto": only
+    # when the widths differ (a narrower student); "always": also at equal
+    # widths (starts as the identity); "never": the widths must match. It is
+    # checkpointed with the run but not part of the saved student.
+    hidden_projection: str = "auto"
     # "auto": mask the student's input only when an MLM term (ce, mlm, mse) is
     # on; the hidden-state targets are the teacher's states on the same input,
     # so without an MLM term both see the real text, as served. "always":
@@ -234,8 +247,57 @@ def inputs_are_masked(distillation, weights):
     return distillation.mask_inputs == "always" or any(weights[name] > 0 for name in MLM_TERMS)
 
 
-def describe_loss_terms(weights, reason, masked, cosine_layers, hidden_mse_layers, pooling):
-    """One line: why, which terms are on with their weights, and the input."""
+HIDDEN_TERMS = ("cos", "hidden_mse", "pooled_cos", "pooled_mse")
+
+
+def resolve_hidden_projection(distillation, weights, teacher_hidden, student_hidden):
+    """Whether the run learns a projection of the student's hidden states, checked before training.
+
+    Args:
+        distillation: `DistillationConfig` (its `hidden_projection`).
+        weights: the resolved loss weights (`resolve_loss_weights`).
+        teacher_hidden, student_hidden: int hidden sizes.
+
+    Returns:
+        bool: a projection is used (a hidden-state term is on, and the
+        widths differ under "auto", or "always").
+
+    Raises:
+        ValueError: an unknown mode, or differing widths with a hidden-state
+            term on and `hidden_projection=never` (one line naming the ways out).
+    """
+    mode = distillation.hidden_projection
+    if mode not in ("auto", "always", "never"):
+        raise ValueError(f"distillation.hidden_projection must be 'auto', 'always' or 'never', got '{mode}'")
+    active = [name for name in HIDDEN_TERMS if weights[name] > 0]
+    if not active:
+        return False
+    if teacher_hidden != student_hidden and mode == "never":
+        terms = " and ".join(f"distillation.alpha_{name}={float(weights[name]):g}" for name in active)
+        zeros = " ".join(f"--set distillation.alpha_{name}=0" for name in active)
+        raise ValueError(
+            f"{terms} compares hidden states, but the teacher's hidden size ({teacher_hidden}) differs from "
+            f"the student's ({student_hidden}) and distillation.hidden_projection=never: "
+            f"--set distillation.hidden_projection=auto (a learned projection) or drop the term ({zeros})"
+        )
+    return mode == "always" or teacher_hidden != student_hidden
+
+
+def describe_projection(teacher_hidden, student_hidden):
+    """The announcement of a used projection (`describe_loss_terms`'s `projection`)."""
+    if teacher_hidden == student_hidden:
+        return (f"learned {student_hidden}->{teacher_hidden} (hidden_projection=always; widths equal: "
+                "harmless, it starts as the identity)")
+    relation = "narrower" if student_hidden < teacher_hidden else "wider"
+    return f"learned {student_hidden}->{teacher_hidden} (the student is {relation}: TinyBERT's W_h)"
+
+
+def describe_loss_terms(weights, reason, masked, cosine_layers, hidden_mse_layers, pooling, projection=None):
+    """One line: why, which terms are on with their weights, the input, and the projection if any.
+
+    `projection`: `describe_projection`'s text when the student's hidden
+    states are projected, else None (nothing added).
+    """
     labels = {
         "ce": "ce", "mlm": "mlm", "mse": "mse", "cos": f"cos({cosine_layers})",
         "hidden_mse": f"hidden_mse({hidden_mse_layers})",
@@ -245,7 +307,10 @@ def describe_loss_terms(weights, reason, masked, cosine_layers, hidden_mse_layer
     active = [f"{label} {float(weights[name])}" for name, label in labels.items() if weights[name] > 0]
     text = "masked (an MLM term is on)" if masked and any(weights[n] > 0 for n in MLM_TERMS) else (
         "masked (mask_inputs=always)" if masked else "unmasked text (no MLM term)")
-    return f"{reason}; active: {', '.join(active) or 'none'}; input: {text}"
+    line = f"{reason}; active: {', '.join(active) or 'none'}; input: {text}"
+    if projection:
+        line += f"; hidden projection: {projection}"
+    return line
 
 
 def _token_counts(config, tokenizer, out_dir):
@@ -354,6 +419,17 @@ def run_distillation(config, callbacks=()):
         keras.config.set_dtype_policy("float32")
 
 
+def _initialization(config):
+    """How the student started: a student directory's own record, else random or teacher layers."""
+    kind, value = parse_student(config.student)
+    if kind == "dir":
+        from distil_tf.models import describe_model
+
+        # A narrower student from `init-student --hidden-size` says "random".
+        return describe_model(value).get("initialization", "student_directory")
+    return "random" if config.random_init else "teacher_layers"
+
+
 def _run(config, strategy, out_dir, student_dir, callbacks):
     from distil_tf.distillation import MaskedLMDistiller
     from distil_tf.models import save_model
@@ -374,9 +450,12 @@ def _run(config, strategy, out_dir, student_dir, callbacks):
         if hidden_mse_layers == "all" and layer_map is None:
             hidden_mse_layers = "last"  # a student directory: no layer map to follow
         pooling = teacher.pooling if any(weights[name] > 0 for name in POOLED_TERMS) else None
+        projected = resolve_hidden_projection(config.distillation, weights, teacher.hidden_dim, student.hidden_dim)
         if is_chief():
             print(describe_loss_terms(weights, reason, masked, config.distillation.cosine_layers,
-                                      hidden_mse_layers, pooling))
+                                      hidden_mse_layers, pooling,
+                                      describe_projection(teacher.hidden_dim, student.hidden_dim) if projected
+                                      else None))
         distiller = MaskedLMDistiller(
             teacher, student,
             alpha_ce=weights["ce"],
@@ -394,6 +473,9 @@ def _run(config, strategy, out_dir, student_dir, callbacks):
             alpha_pooled_mse=weights["pooled_mse"],
             alpha_pooled_relation=weights["pooled_relation"],
             pooling=pooling,
+            # Resolved above ("auto" at equal widths is "never"): the distiller
+            # then builds a projection exactly when the announcement says so.
+            hidden_projection="always" if projected else "never",
         )
         distiller.compile(
             optimizer=build_optimizer(config.optimizer, config.steps),
@@ -436,6 +518,7 @@ def _run(config, strategy, out_dir, student_dir, callbacks):
         "loss_weights": weights,
         "loss_weights_reason": reason,
         "masked_inputs": masked,
+        "hidden_projection": projected,
     }
     if is_chief():
         provenance = {
@@ -443,7 +526,7 @@ def _run(config, strategy, out_dir, student_dir, callbacks):
             "teacher": config.teacher,
             "teacher_layers": teacher.num_layers,
             "layer_map": layer_map,
-            "initialization": "random" if config.random_init else "teacher_layers",
+            "initialization": _initialization(config),
             # The weights as resolved for this teacher (no `None`s).
             "distillation": dict(dataclasses.asdict(config.distillation),
                                  **{f"alpha_{name}": value for name, value in weights.items()}),
