@@ -29,15 +29,24 @@ def cmd_init_student(args):
         fold_token_type=not args.no_fold_token_type,
         random_init=args.random_init,
         overwrite=args.overwrite,
+        hidden_size=args.hidden_size,
+        num_heads=args.num_heads,
+        intermediate_size=args.intermediate_size,
     )
+    from distil_tf.models import describe_model
+
+    provenance = describe_model(args.out)
     encoder = getattr(student, "encoder", student)
     print(f"wrote a {encoder.num_layers}-layer student to {args.out}")
-    if not args.random_init:
+    if provenance.get("teacher_hidden_size") is not None:
+        print(f"random init: hidden size {encoder.hidden_dim} ({encoder.num_heads} heads, feed-forward "
+              f"{encoder.intermediate_dim}) vs the teacher's {provenance['teacher_hidden_size']}; teacher layers "
+              "cannot be copied into another width (distil it with --student DIR: a learned projection maps "
+              "its hidden states to the teacher's)")
+    elif not args.random_init:
         print(f"layer map: student layers 0..{len(layer_map) - 1} <- teacher layers {layer_map}")
     if encoder is not student:
-        from distil_tf.models import describe_model
-
-        print(f"task head ({student.task_name}): {describe_model(args.out).get('head')}")
+        print(f"task head ({student.task_name}): {provenance.get('head')}")
     print(f"parameters: {student.count_params():,}")
 
 
@@ -178,13 +187,24 @@ def build_parser():
         "init-student",
         help="initialize a DistilBERT student from a BERT teacher's layers",
         description="Write a student directory (weights, config, tokenizer) whose "
-        "layers are copied from the teacher's (paper section 3).",
+        "layers are copied from the teacher's (paper section 3). With --hidden-size (or "
+        "--num-heads / --intermediate-size) other than the teacher's, the student is narrower "
+        "(or otherwise shaped) and randomly initialized: teacher layers cannot be copied into "
+        "another width. `distil-tf distill` then projects its hidden states to the teacher's "
+        "(distillation.hidden_projection).",
     )
     init.add_argument("--teacher", required=True, help="teacher: model dir, Hugging Face dir or keras-hub preset")
     init.add_argument("--out", required=True, help="student directory to write")
     init.add_argument("--layers", help="teacher layer per student layer, e.g. 0,2,4,7,9,11")
     init.add_argument("--num-layers", type=int, help="student depth with the default evenly spread map")
     init.add_argument("--random-init", action="store_true", help="random weights (ablation)")
+    init.add_argument("--hidden-size", type=int,
+                      help="student hidden size (default the teacher's); another size means random init, "
+                           "since teacher layers cannot be copied into a narrower width")
+    init.add_argument("--num-heads", type=int,
+                      help="attention heads (default the teacher's); must divide the hidden size")
+    init.add_argument("--intermediate-size", type=int,
+                      help="feed-forward width (default the teacher's, or 4 x --hidden-size when that differs)")
     init.add_argument("--no-fold-token-type", action="store_true",
                       help="drop the token-type embedding like the released script instead of folding row 0")
     init.add_argument("--overwrite", action="store_true", help="replace an existing --out")

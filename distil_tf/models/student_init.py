@@ -15,6 +15,14 @@ student that keeps all teacher layers then reproduces the teacher exactly.
 The position table (not the word table) absorbs it because the word table is
 tied to the MLM decoder.
 
+A student narrower than the teacher (`hidden_size` below the teacher's, or
+another head count or feed-forward width) cannot take teacher layers: their
+`[hidden, hidden]` kernels do not fit a smaller width, and slicing them would
+be a different model, not a copy. Such a student is randomly initialized (its
+provenance says "random"), keeps the teacher's vocabulary, depth rule, pooling
+and MLM head choice, and is distilled through a learned projection of its
+hidden states to the teacher's width (`distillation.hidden_projection`).
+
 The student keeps the teacher's pooling ("mean" or "cls", and its L2
 normalization), so that its task heads and embedding exports pool the way
 the teacher was trained to. BERT's tanh pooler is the exception: a DistilBERT
@@ -76,18 +84,52 @@ def student_pooling(pooling):
     return None if pooling == pooling_lib.CLS_POOLER else pooling
 
 
-def student_config(teacher, num_layers, dropout=None, pooling=None):
+def student_widths(teacher, hidden_size=None, num_heads=None, intermediate_size=None):
+    """`(hidden_dim, num_heads, intermediate_dim)` of a student, checked.
+
+    Defaults are the teacher's; a `hidden_size` other than the teacher's
+    defaults the feed-forward width to 4 x `hidden_size` (BERT's ratio).
+
+    Raises:
+        ValueError: a non-positive size, or a head count not dividing the
+            hidden size (one line).
+    """
+    hidden = teacher.hidden_dim if hidden_size is None else int(hidden_size)
+    heads = teacher.num_heads if num_heads is None else int(num_heads)
+    if intermediate_size is None:
+        intermediate = teacher.intermediate_dim if hidden == teacher.hidden_dim else 4 * hidden
+    else:
+        intermediate = int(intermediate_size)
+    for name, value in (("hidden size", hidden), ("head count", heads), ("intermediate size", intermediate)):
+        if value < 1:
+            raise ValueError(f"the student's {name} must be >= 1, got {value}")
+    if hidden % heads:
+        raise ValueError(
+            f"the student's hidden size {hidden} is not divisible by its {heads} attention heads: "
+            f"choose a head count that divides it (--num-heads)"
+        )
+    return hidden, heads, intermediate
+
+
+def copies_teacher_widths(teacher, widths):
+    """Whether a student of `widths` (`student_widths`) can take the teacher's layers."""
+    return tuple(widths) == (teacher.hidden_dim, teacher.num_heads, teacher.intermediate_dim)
+
+
+def student_config(teacher, num_layers, dropout=None, pooling=None, widths=None):
     """The DistilBERT config of a student of a teacher: same widths, fewer layers.
 
-    `pooling` overrides the teacher encoder's (a task model's head pooling).
+    `pooling` overrides the teacher encoder's (a task model's head pooling);
+    `widths` (`student_widths`) the hidden size, heads and feed-forward width.
     """
+    hidden, heads, intermediate = widths or (teacher.hidden_dim, teacher.num_heads, teacher.intermediate_dim)
     return dict(
         architecture="distilbert",
         vocabulary_size=teacher.vocabulary_size,
         num_layers=num_layers,
-        num_heads=teacher.num_heads,
-        hidden_dim=teacher.hidden_dim,
-        intermediate_dim=teacher.intermediate_dim,
+        num_heads=heads,
+        hidden_dim=hidden,
+        intermediate_dim=intermediate,
         dropout=teacher.dropout if dropout is None else dropout,
         max_sequence_length=teacher.max_sequence_length,
         hidden_activation=teacher.hidden_activation,
@@ -98,7 +140,8 @@ def student_config(teacher, num_layers, dropout=None, pooling=None):
 
 
 def init_student_from_teacher(
-    teacher, layer_map=None, num_layers=None, fold_token_type=True, random_init=False, pooling=None
+    teacher, layer_map=None, num_layers=None, fold_token_type=True, random_init=False, pooling=None,
+    hidden_size=None, num_heads=None, intermediate_size=None,
 ):
     """A DistilBERT `Encoder` built from a teacher `Encoder`.
 
@@ -113,18 +156,23 @@ def init_student_from_teacher(
             paper's Table 4 ablation); the map only sets the depth.
         pooling: str or None. The teacher's pooling when it is not the
             encoder's own (a task model's head); None: `teacher.pooling`.
+        hidden_size, num_heads, intermediate_size: int or None. The
+            student's widths (default the teacher's; `intermediate_size`
+            defaults to 4 x `hidden_size` when that differs). Any width other
+            than the teacher's means random weights (see the module docstring).
 
     Returns:
         `(student, layer_map)`.
     """
+    widths = student_widths(teacher, hidden_size, num_heads, intermediate_size)
     if layer_map is None:
         if num_layers is None:
             num_layers = (teacher.num_layers + 1) // 2
         layer_map = default_layer_map(teacher.num_layers, num_layers)
     layer_map = validate_layer_map(layer_map, teacher.num_layers)
-    student = Encoder(**student_config(teacher, len(layer_map), pooling=pooling))
+    student = Encoder(**student_config(teacher, len(layer_map), pooling=pooling, widths=widths))
     student(student.dummy_inputs())
-    if random_init:
+    if random_init or not copies_teacher_widths(teacher, widths):
         return student, layer_map
 
     student.token_embedding.embeddings.assign(teacher.token_embedding.embeddings)
@@ -155,7 +203,8 @@ def inherited_head_note(teacher_model):
     return None
 
 
-def student_task_model(teacher_model, layer_map=None, num_layers=None, fold_token_type=True, random_init=False):
+def student_task_model(teacher_model, layer_map=None, num_layers=None, fold_token_type=True, random_init=False,
+                       hidden_size=None, num_heads=None, intermediate_size=None):
     """A DistilBERT student of a fine-tuned `TaskModel`, with the teacher's head.
 
     The student copies the teacher's task head: the same type (pooling,
@@ -165,15 +214,21 @@ def student_task_model(teacher_model, layer_map=None, num_layers=None, fold_toke
     BERT's tanh pooler: DistilBERT has none) the student gets a fresh head of
     its architecture's reference type; `inherited_head_note` says why.
 
+    Other widths (`hidden_size`, `num_heads`, `intermediate_size`, as in
+    `init_student_from_teacher`) make a random student with a fresh head.
+
     Returns:
         `(student TaskModel, layer_map, head)`: head is "inherited from the
         teacher" or the reason it is fresh.
     """
     from distil_tf.models.task_model import TaskModel
 
+    widths = student_widths(teacher_model.encoder, hidden_size, num_heads, intermediate_size)
+    random_init = random_init or not copies_teacher_widths(teacher_model.encoder, widths)
     encoder, layer_map = init_student_from_teacher(
         teacher_model.encoder, layer_map=layer_map, num_layers=num_layers, fold_token_type=fold_token_type,
         random_init=random_init, pooling=teacher_model.pooling,
+        hidden_size=widths[0], num_heads=widths[1], intermediate_size=widths[2],
     )
     note = "fresh: random initialization" if random_init else inherited_head_note(teacher_model)
     kwargs = dict(num_classes=teacher_model.num_classes, task_name=teacher_model.task_name,
@@ -201,11 +256,17 @@ def write_student(
     fold_token_type=True,
     random_init=False,
     overwrite=False,
+    hidden_size=None,
+    num_heads=None,
+    intermediate_size=None,
 ):
     """Load a teacher, initialize a student from it, and save the student directory.
 
     Validates everything before writing; the directory is published atomically,
-    so a failure never leaves a half-written `out`.
+    so a failure never leaves a half-written `out`. A student of other widths
+    than the teacher's (`hidden_size`, `num_heads`, `intermediate_size`; see
+    `init_student_from_teacher`) is randomly initialized, and its provenance
+    records "random" with its hidden size next to the teacher's.
 
     Returns:
         `(student, layer_map)`.
@@ -219,11 +280,16 @@ def write_student(
     check_output_available(out, overwrite)  # before the (slow) teacher load
     teacher, tokenizer = load_model_and_tokenizer(teacher_source)
     head = None
+    teacher_encoder = getattr(teacher, "encoder", None) or teacher
+    widths = student_widths(teacher_encoder, hidden_size, num_heads, intermediate_size)
+    widths_kwargs = dict(hidden_size=widths[0], num_heads=widths[1], intermediate_size=widths[2])
+    # Teacher layers do not fit other widths: such a student is random.
+    random_init = random_init or not copies_teacher_widths(teacher_encoder, widths)
     if getattr(teacher, "encoder", None) is not None:
         # A fine-tuned task model: the student is a task model too, with its head.
         student, layer_map, head = student_task_model(
             teacher, layer_map=layer_map, num_layers=num_layers, fold_token_type=fold_token_type,
-            random_init=random_init,
+            random_init=random_init, **widths_kwargs,
         )
         teacher = teacher.encoder
     else:
@@ -233,6 +299,7 @@ def write_student(
             num_layers=num_layers,
             fold_token_type=fold_token_type,
             random_init=random_init,
+            **widths_kwargs,
         )
     provenance = {
         "kind": "student",
@@ -241,8 +308,14 @@ def write_student(
         "teacher_layers": teacher.num_layers,
         "layer_map": None if random_init else layer_map,
         "initialization": "random" if random_init else "teacher_layers",
-        "token_type_folded": bool(fold_token_type and teacher.architecture == "bert"),
+        # (As before for `random_init` at the teacher's widths; a student of
+        # other widths copied no embeddings, so nothing was folded.)
+        "token_type_folded": bool(fold_token_type and teacher.architecture == "bert"
+                                  and copies_teacher_widths(teacher, widths)),
     }
+    if not copies_teacher_widths(teacher, widths):
+        provenance["hidden_size"] = widths[0]
+        provenance["teacher_hidden_size"] = teacher.hidden_dim
     if head is not None:
         provenance["task"] = student.task_name
         provenance["head"] = head

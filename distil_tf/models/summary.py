@@ -71,9 +71,18 @@ def summarize(path):
     if provenance.get("teacher"):
         lines.append(f"teacher:        {provenance['teacher']}")
     if provenance.get("initialization"):
-        lines.append(f"initialization: {provenance['initialization']}"
+        initialization = provenance["initialization"]
+        if initialization == "random":
+            initialization = "random init"
+            if provenance.get("teacher_hidden_size") not in (None, provenance.get("hidden_size")):
+                # `init-student --hidden-size`: teacher layers do not fit another width.
+                initialization += (f" (hidden size {provenance.get('hidden_size')} vs the teacher's "
+                                   f"{provenance['teacher_hidden_size']}: teacher layers cannot be copied)")
+        lines.append(f"initialization: {initialization}"
                      + (" (token-type row 0 folded into positions)" if provenance.get("token_type_folded") else ""))
+    shown = ("layer_map", "teacher", "initialization", "token_type_folded", "teacher_layers", "teacher_architecture",
+             "kind", "hidden_size", "teacher_hidden_size")
     for key, value in provenance.items():
-        if key not in ("layer_map", "teacher", "initialization", "token_type_folded", "teacher_layers", "teacher_architecture", "kind"):
+        if key not in shown:
             lines.append(f"{key + ':':<16}{value}")
     return "\n".join(lines)
