@@ -54,37 +54,53 @@ class FusedEncoder(tf.Module):
         self.layers = [self._fuse_layer(layer) for layer in encoder.transformer_layers]
 
     def _fuse_layer(self, layer):
-        attention = layer._self_attention_layer
+        # keras-hub has no public accessor for a TransformerEncoder's
+        # sublayers (they are private attributes: `_self_attention_layer`,
+        # `_feedforward_intermediate_dense`...). The public surface used
+        # instead: `layer.weights` keyed by variable path (the names
+        # keras-hub's checkpoint conversions and presets depend on) and
+        # `get_config()` for the epsilon. A renamed weight fails here, loudly.
+        # Paths relative to the layer ("self_attention_layer/query/kernel"),
+        # whatever model the layer sits in.
+        weights = {variable.path.split(f"{layer.name}/", 1)[-1]: variable.numpy() for variable in layer.weights}
+        expected = [f"{sublayer}/{kind}" for sublayer in ("self_attention_layer/query", "self_attention_layer/key",
+                                                          "self_attention_layer/value",
+                                                          "self_attention_layer/attention_output",
+                                                          "feedforward_intermediate_dense", "feedforward_output_dense")
+                    for kind in ("kernel", "bias")]
+        expected += [f"{norm}/{kind}" for norm in ("self_attention_layer_norm", "feedforward_layer_norm")
+                     for kind in ("gamma", "beta")]
+        missing = sorted(set(expected) - set(weights))
+        if missing:
+            raise ValueError(f"{layer.name}: keras-hub weights not found for the fused graph: {', '.join(missing)}")
         hidden, scale = self.hidden_dim, self.head_dim ** -0.5
+        epsilon = float(layer.get_config()["layer_norm_epsilon"])
 
-        def flat(dense, rows):
-            kernel, bias = (weight.numpy() for weight in dense.weights)
-            return kernel.reshape(rows, -1), bias.reshape(-1)
+        def flat(name, rows):
+            """Kernel `[rows, -1]` and bias `[-1]` of an EinsumDense (`[hidden, heads, head_dim]` etc.)."""
+            prefix = f"self_attention_layer/{name}"
+            return weights[f"{prefix}/kernel"].reshape(rows, -1), weights[f"{prefix}/bias"].reshape(-1)
 
-        query_kernel, query_bias = flat(attention._query_dense, hidden)
-        key_kernel, key_bias = flat(attention._key_dense, hidden)
-        value_kernel, value_bias = flat(attention._value_dense, hidden)
-        output_kernel, output_bias = flat(attention._output_dense, hidden)
-        intermediate = layer._feedforward_intermediate_dense
-        output = layer._feedforward_output_dense
-        attention_norm = layer._self_attention_layer_norm
-        feedforward_norm = layer._feedforward_layer_norm
+        query_kernel, query_bias = flat("query", hidden)
+        key_kernel, key_bias = flat("key", hidden)
+        value_kernel, value_bias = flat("value", hidden)
+        output_kernel, output_bias = flat("attention_output", hidden)
         variable = lambda value: tf.Variable(np.asarray(value, np.float32), trainable=False)
         return {
             "qkv_kernel": variable(np.concatenate([query_kernel * scale, key_kernel, value_kernel], 1)),
             "qkv_bias": variable(np.concatenate([query_bias * scale, key_bias, value_bias])),
             "output_kernel": variable(output_kernel),
             "output_bias": variable(output_bias),
-            "attention_gamma": variable(attention_norm.gamma.numpy()),
-            "attention_beta": variable(attention_norm.beta.numpy()),
-            "attention_epsilon": float(attention_norm.epsilon),
-            "intermediate_kernel": variable(intermediate.kernel.numpy()),
-            "intermediate_bias": variable(intermediate.bias.numpy()),
-            "feedforward_kernel": variable(output.kernel.numpy()),
-            "feedforward_bias": variable(output.bias.numpy()),
-            "feedforward_gamma": variable(feedforward_norm.gamma.numpy()),
-            "feedforward_beta": variable(feedforward_norm.beta.numpy()),
-            "feedforward_epsilon": float(feedforward_norm.epsilon),
+            "attention_gamma": variable(weights["self_attention_layer_norm/gamma"]),
+            "attention_beta": variable(weights["self_attention_layer_norm/beta"]),
+            "attention_epsilon": epsilon,
+            "intermediate_kernel": variable(weights["feedforward_intermediate_dense/kernel"]),
+            "intermediate_bias": variable(weights["feedforward_intermediate_dense/bias"]),
+            "feedforward_kernel": variable(weights["feedforward_output_dense/kernel"]),
+            "feedforward_bias": variable(weights["feedforward_output_dense/bias"]),
+            "feedforward_gamma": variable(weights["feedforward_layer_norm/gamma"]),
+            "feedforward_beta": variable(weights["feedforward_layer_norm/beta"]),
+            "feedforward_epsilon": epsilon,
         }
 
     @staticmethod
