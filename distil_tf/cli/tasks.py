@@ -35,11 +35,9 @@ def _resolve(cls, args, extra=(), **fields):
 
 
 def _print_summary(summary, model_dir):
-    from distil_tf.tasks.evaluation import format_table
-
     print(f"model written to {model_dir} ({summary['steps']} steps, {summary['seconds']:.0f} s, "
           f"{summary['data']['train_examples']} training examples)")
-    print(format_table(summary["task"], model_dir, summary["evaluation"]))
+    print(format_metrics_table(summary["task"], model_dir, summary["evaluation"]))
 
 
 def cmd_finetune(args):
@@ -67,7 +65,6 @@ def cmd_distill_task(args):
 
 
 def cmd_evaluate(args):
-    from distil_tf.tasks.evaluation import format_table
     from distil_tf.tasks.sts_embedding import STS_EMBEDDING_TASK, run_embedding_evaluation
     from distil_tf.training.finetune import run_evaluation
 
@@ -87,7 +84,7 @@ def cmd_evaluate(args):
             limit=args.limit, skip=args.skip or 0, batch_size=args.batch_size,
             max_seq_length=args.max_seq_length or 0, null_score_diff_threshold=args.null_score_diff_threshold,
         )
-    print(format_table(result["task"], args.model, result["evaluation"]))
+    print(format_metrics_table(result["task"], args.model, result["evaluation"]))
     if args.output:
         print(f"metrics written to {args.output}")
     elif args.json:
@@ -157,3 +154,16 @@ def register(commands):
     _add_data_flags(distill)
     add_training_flags(distill)
     distill.set_defaults(handler=cmd_distill_task)
+
+
+def format_metrics_table(task, model, results):
+    """A plain-text table of `{split: metrics}` (values x100, counts as is)."""
+    rows = [f"task: {task}    model: {model}"]
+    width = max([len(name) for split in results.values() for name in split] + [6])
+    for split, values in results.items():
+        rows.append(f"  {split} ({values.get('examples', '?')} examples)")
+        for name, value in values.items():
+            if name in ("examples", "windows") or name.endswith(("_total", "_threshold")) or name == "total":
+                continue
+            rows.append(f"    {name:<{width}}  {100.0 * value:7.2f}")
+    return "\n".join(rows)

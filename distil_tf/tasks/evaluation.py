@@ -1,12 +1,12 @@
-"""Evaluation pieces shared by the task families: options, model checks, predictions, tables.
+"""Evaluation pieces shared by the task families: options, model checks, predictions.
 
 How each family scores a split lives with it (`Task.evaluate`):
 `SentencePredictionTask` (GLUE, IMDb: argmax or the regression score, then
 `metrics.compute_metrics`) and `QuestionAnsweringTask` (SQuAD: windows, n-best
 decoding, the official metrics).
 
-Metrics are fractions in [0, 1]; `format_table` shows them x100, as the
-paper's tables do.
+Metrics are fractions in [0, 1] (the CLI prints them x100, as the paper's
+tables do: `distil_tf.cli.tasks.format_metrics_table`).
 
 Example:
 
@@ -68,16 +68,3 @@ def predict_outputs(model, dataset):
     # Keras predict ignores the labels of (features, labels) batches. Its
     # progress bar: scoring SQuAD dev (10.8k windows) takes many minutes on a CPU.
     return model.predict(dataset, verbose="auto")
-
-
-def format_table(task, model, results):
-    """A plain-text table of `{split: metrics}` (values x100, counts as is)."""
-    rows = [f"task: {task}    model: {model}"]
-    width = max([len(name) for split in results.values() for name in split] + [6])
-    for split, values in results.items():
-        rows.append(f"  {split} ({values.get('examples', '?')} examples)")
-        for name, value in values.items():
-            if name in ("examples", "windows") or name.endswith(("_total", "_threshold")) or name == "total":
-                continue
-            rows.append(f"    {name:<{width}}  {100.0 * value:7.2f}")
-    return "\n".join(rows)

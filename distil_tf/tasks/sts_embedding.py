@@ -187,7 +187,7 @@ def run_embedding_evaluation(model_path, data_dir=None, split=None, limit=None, 
 
     Returns:
         `{"task", "model", "embedding", "data", "evaluation": {split: metrics}}`
-        (the shape `run_evaluation` returns, so `format_table` prints it).
+        (the shape `run_evaluation` returns, so the CLI's `format_metrics_table` prints it).
     """
     import json
 

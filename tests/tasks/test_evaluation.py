@@ -4,7 +4,7 @@ import pytest
 
 from distil_tf.models import Encoder, TaskModel
 from distil_tf.tasks import registry
-from distil_tf.tasks.evaluation import check_model_matches_task, format_table
+from distil_tf.tasks.evaluation import check_model_matches_task
 
 
 def _encoder():
@@ -33,10 +33,3 @@ def test_matching_model_passes_and_encoder_is_refused():
                              registry.get_task("glue/stsb"), "m")
     with pytest.raises(ValueError, match="encoder without a task head: fine-tune it first"):
         check_model_matches_task(encoder, registry.get_task("glue/stsb"), "m")
-
-
-def test_format_table_shows_percentages():
-    table = format_table("glue/mrpc", "m", {"validation": {"f1": 0.875, "accuracy": 0.8, "score": 0.8375,
-                                                           "examples": 408}})
-    assert "validation (408 examples)" in table
-    assert "f1" in table and "87.50" in table and "83.75" in table
