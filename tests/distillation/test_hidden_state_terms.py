@@ -12,6 +12,7 @@ from distil_tf.training.distill import (
     inputs_are_masked,
     resolve_loss_weights,
 )
+from tiny_task_models import masked_lm_batch
 
 VOCAB = 30
 
@@ -25,12 +26,7 @@ def _teacher(pooling="mean", mlm_head=False):
 
 
 def _batch(seed=0, batch=4, length=8):
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(5, VOCAB, (batch, length)).astype("int32")
-    mask = np.ones_like(ids)
-    mask[0, 3:] = 0
-    mask[2, 6:] = 0
-    return {"token_ids": ids * mask, "padding_mask": mask, "mlm_labels": np.full_like(ids, -100)}
+    return masked_lm_batch(VOCAB, seed, batch, length)
 
 
 def _perturbed_student(teacher, layer_map=(0, 2), scale=0.3):

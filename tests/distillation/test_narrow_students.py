@@ -28,6 +28,7 @@ from distil_tf.training.distill import (
     run_distillation,
 )
 from tests.conftest import TINY_VOCAB_SIZE, _tiny_vocabulary
+from tiny_task_models import masked_lm_batch
 
 VOCAB = 30
 
@@ -41,12 +42,7 @@ def _encoder(hidden, architecture="bert", num_layers=2, mlm_head=True, vocabular
 
 
 def _batch(seed=0, batch=4, length=8):
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(5, VOCAB, (batch, length)).astype("int32")
-    mask = np.ones_like(ids)
-    mask[0, 3:] = 0
-    mask[2, 6:] = 0
-    return {"token_ids": ids * mask, "padding_mask": mask, "mlm_labels": np.full_like(ids, -100)}
+    return masked_lm_batch(VOCAB, seed, batch, length)
 
 
 def _weighted_mean(values, weights):

@@ -34,3 +34,13 @@ def task_batch(head_type, batch_size=4, length=6):
     else:
         labels = {"logits": tf.constant([0, 1, 2, 1])}
     return features, labels
+
+
+def masked_lm_batch(vocabulary_size, seed=0, batch=4, length=8):
+    """A masked-LM distillation batch of random ids `[batch, length]`: rows 0 and 2 padded, no MLM targets."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, vocabulary_size, (batch, length)).astype("int32")
+    mask = np.ones_like(ids)
+    mask[0, 3:] = 0
+    mask[2, 6:] = 0
+    return {"token_ids": ids * mask, "padding_mask": mask, "mlm_labels": np.full_like(ids, -100)}
