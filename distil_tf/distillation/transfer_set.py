@@ -446,25 +446,36 @@ def _trim(features, labels):
     return features, labels
 
 
-def records_dataset(make_records, parse, batch_size, shuffle_records, seed, drop_remainder, input_context=None):
+def records_dataset(make_records, parse, batch_size, shuffle_records, seed, drop_remainder, input_context=None,
+                    group_by_length_batches=0, trim=False):
     """Batches of `(features, labels)` from a dataset of serialized records, shuffled under `seed`.
 
     The record order, the shuffle and so the batches of every epoch are a
     function of `seed`: `fit`'s resume (`repeat().skip(done)`) replays them.
+    `parse` must not trim; `trim` cuts each final batch to its longest row
+    (`_trim`), after `group_by_length_batches` > 0 has grouped rows of
+    similar length (`task_inputs.group_by_length`).
     """
     dataset = make_records()
     if input_context is not None and input_context.num_input_pipelines > 1:
         dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     dataset = dataset.shuffle(shuffle_records, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    grouped = group_by_length_batches > 0
+    read_size = batch_size * group_by_length_batches if grouped else batch_size
+    dataset = dataset.batch(read_size, drop_remainder=drop_remainder and not grouped)
+    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    if grouped:
+        dataset = task_inputs.group_by_length(dataset, batch_size, seed, drop_remainder, group_by_length_batches)
+    if trim:
+        dataset = dataset.map(_trim, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def _shuffle_buffer(head_type, size):
     return max(1, min(size, SHUFFLE_SPAN_RECORDS if head_type == SPAN else SHUFFLE_RECORDS))
 
 
-def on_the_fly_factory(transfer, num_classes, seed, trim=True, drop_remainder=False):
+def on_the_fly_factory(transfer, num_classes, seed, trim=True, drop_remainder=False, group_by_length_batches=0):
     """`make(input_context, batch_size)` over `transfer`'s records without teacher outputs.
 
     For `--no-cache` runs with augmentation or unlabeled text: the records
@@ -473,14 +484,14 @@ def on_the_fly_factory(transfer, num_classes, seed, trim=True, drop_remainder=Fa
     """
     head_type = transfer.spec.head_type
     parse = batch_parser(head_type, num_classes, transfer.sequence_length, transfer.tokenizer.pad_token_id,
-                         with_teacher=False, trim=trim)
+                         with_teacher=False, trim=False)
 
     def make_records():
         return tf.data.Dataset.from_generator(transfer.records, output_signature=tf.TensorSpec([], tf.string))
 
     def make(input_context, batch_size):
         return records_dataset(make_records, parse, batch_size, _shuffle_buffer(head_type, len(transfer)),
-                               seed, drop_remainder, input_context)
+                               seed, drop_remainder, input_context, group_by_length_batches, trim)
 
     return make
 
@@ -653,7 +664,7 @@ class TeacherOutputCache:
         partial.rename(self.directory)
         self.manifest = manifest
 
-    def dataset_factory(self, seed, trim=True, drop_remainder=False):
+    def dataset_factory(self, seed, trim=True, drop_remainder=False, group_by_length_batches=0):
         """`make(input_context, batch_size)`: one pass over the cached records, shuffled under `seed`."""
         if self.manifest is None:
             raise ValueError("call ensure() before reading the cache")
@@ -661,7 +672,7 @@ class TeacherOutputCache:
         paths = [str(self.directory / name) for name in self.manifest["shards"]]
         records = int(self.manifest["records"])
         parse = batch_parser(head_type, getattr(self.teacher, "num_classes", None), self.transfer.sequence_length,
-                             self.transfer.tokenizer.pad_token_id, with_teacher=True, trim=trim)
+                             self.transfer.tokenizer.pad_token_id, with_teacher=True, trim=False)
 
         def make_records():
             # Shards in a seeded order, read two at a time, then the record
@@ -672,6 +683,6 @@ class TeacherOutputCache:
 
         def make(input_context, batch_size):
             return records_dataset(make_records, parse, batch_size, _shuffle_buffer(head_type, records), seed,
-                                   drop_remainder, input_context)
+                                   drop_remainder, input_context, group_by_length_batches, trim)
 
         return make

@@ -76,15 +76,20 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def batches(self, items, tokenizer, sequence_length, batch_size, shuffle=False, seed=None, trim=True,
-                drop_remainder=False):
+                drop_remainder=False, group_by_length_batches=0):
         """`(features, labels)` batches of `items`.
+
+        `group_by_length_batches` > 0: rows of similar length batched
+        together (`task_inputs.group_by_length`; training only; a task
+        whose sequences all fill the length may ignore it).
 
         Features: `{"token_ids", "segment_ids", "padding_mask"}` int32
         `[batch, seq]`; labels: a dict keyed like the `TaskModel` outputs
         they train (`task_losses.output_keys(head_type)`), each `[batch]`.
         """
 
-    def train_dataset_factory(self, items, tokenizer, sequence_length, seed, trim=True, drop_remainder=False):
+    def train_dataset_factory(self, items, tokenizer, sequence_length, seed, trim=True, drop_remainder=False,
+                              group_by_length_batches=0):
         """`make(input_context, batch_size)`: one shuffled pass over `items`, sharded per input pipeline.
 
         Args:
@@ -94,6 +99,7 @@ class Task(abc.ABC):
             seed: int. Shuffle seed (the same order on a resumed run).
             trim: bool. Trim batches to their longest row (not for XLA).
             drop_remainder: bool. Static batch shapes (TPU/XLA).
+            group_by_length_batches: int. See `batches`; 0 is off.
         """
 
         def make(input_context, batch_size):
@@ -101,7 +107,8 @@ class Task(abc.ABC):
             if input_context is not None and input_context.num_input_pipelines > 1:
                 shard = items[input_context.input_pipeline_id :: input_context.num_input_pipelines]
             return self.batches(shard, tokenizer, sequence_length, batch_size, shuffle=True, seed=seed,
-                                trim=trim, drop_remainder=drop_remainder)
+                                trim=trim, drop_remainder=drop_remainder,
+                                group_by_length_batches=group_by_length_batches)
 
         return make
 

@@ -70,12 +70,13 @@ class QuestionAnsweringTask(Task):
         return len(items)
 
     def batches(self, items, tokenizer, sequence_length, batch_size, shuffle=False, seed=None, trim=True,
-                drop_remainder=False):
+                drop_remainder=False, group_by_length_batches=0):
         """Batches of SQuAD windows, labels `{"start_logits", "end_logits"}` token positions `[batch]`.
 
         The windows are already ids of their full length (`tokenizer`,
-        `sequence_length` and `trim` do not apply): a context fills most of
-        a window, so trimming padding would save little.
+        `sequence_length`, `trim` and `group_by_length_batches` do not
+        apply): a context fills most of a window, so trimming padding or
+        grouping by length would save little.
         """
         from distil_tf.data import squad
 

@@ -32,10 +32,11 @@ class SentencePredictionTask(Task):
         return list(examples)
 
     def batches(self, items, tokenizer, sequence_length, batch_size, shuffle=False, seed=None, trim=True,
-                drop_remainder=False):
+                drop_remainder=False, group_by_length_batches=0):
         """Batches of `TextExample`s; labels `{"logits": [batch]}` (int class ids or float scores)."""
         return task_inputs.text_batches(self.spec, items, tokenizer, sequence_length, batch_size,
-                                        shuffle=shuffle, seed=seed, trim=trim, drop_remainder=drop_remainder)
+                                        shuffle=shuffle, seed=seed, trim=trim, drop_remainder=drop_remainder,
+                                        group_by_length_batches=group_by_length_batches)
 
     def num_classes(self):
         return len(self.spec.label_names) if self.head_type == CLASSIFICATION else None

