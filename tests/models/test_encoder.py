@@ -1,4 +1,4 @@
-"""The Encoder: outputs, shapes, serialization, dtype policies, tf.data."""
+"""The Encoder: outputs, shapes, activations; serialization, lengths, tf.data and dtypes by the harness."""
 
 import keras
 import numpy as np
@@ -44,28 +44,6 @@ def test_segment_ids_default_to_zero():
     np.testing.assert_allclose(without, with_zeros["sequence_output"], atol=1e-6)
 
 
-def test_padding_does_not_change_real_positions():
-    encoder = Encoder("distilbert", **TINY)
-    short = {"token_ids": np.array([[3, 4, 5]], "int32"), "padding_mask": np.ones((1, 3), "int32")}
-    padded = {"token_ids": np.array([[3, 4, 5, 0, 0]], "int32"),
-              "padding_mask": np.array([[1, 1, 1, 0, 0]], "int32")}
-    np.testing.assert_allclose(
-        encoder(short)["sequence_output"], encoder(padded)["sequence_output"][:, :3], atol=1e-5
-    )
-
-
-@pytest.mark.parametrize("architecture", ["bert", "distilbert"])
-def test_config_round_trip(architecture):
-    encoder = Encoder(architecture, hidden_activation="gelu_approximate", **TINY)
-    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(encoder))
-    assert clone.get_config() == encoder.get_config()
-    clone(clone.dummy_inputs())
-    encoder(encoder.dummy_inputs())
-    clone.set_weights(encoder.get_weights())
-    inputs = _inputs()
-    np.testing.assert_allclose(clone(inputs)["mlm_logits"], encoder(inputs)["mlm_logits"], atol=1e-6)
-
-
 @pytest.mark.parametrize("architecture", ["bert", "distilbert"])
 def test_feed_forward_uses_the_requested_gelu(architecture):
     from scipy.special import erf
@@ -82,29 +60,6 @@ def test_feed_forward_uses_the_requested_gelu(architecture):
     assert np.abs(exact_gelu - tanh_gelu).max() > 1e-4
 
 
-@pytest.mark.parametrize("length", [3, 7, 12])
-def test_variable_sequence_lengths(length):
-    encoder = Encoder("distilbert", **TINY)
-    assert encoder(_inputs(length=length))["mlm_logits"].shape == (2, length, 20)
-
-
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16", "bfloat16"])
-def test_dtype_policies(policy):
-    encoder = Encoder("distilbert", dtype=policy, **TINY)
-    outputs = encoder(_inputs())
-    compute = keras.DTypePolicy(policy).compute_dtype
-    assert keras.backend.standardize_dtype(outputs["sequence_output"].dtype) == compute
-    variable_dtype = keras.DTypePolicy(policy).variable_dtype
-    assert all(w.dtype == variable_dtype for w in encoder.trainable_weights)
-
-
-def test_predict_on_tf_data():
-    encoder = Encoder("distilbert", **TINY)
-    dataset = tf.data.Dataset.from_tensor_slices(_inputs(batch=6)).batch(4)
-    predictions = encoder.predict(dataset, verbose=0)
-    assert predictions["mlm_logits"].shape == (6, 5, 20)
-
-
 def test_bad_configs():
     with pytest.raises(ValueError, match="not divisible"):
         Encoder("distilbert", **{**TINY, "num_heads": 3})
@@ -112,3 +67,21 @@ def test_bad_configs():
         Encoder("roberta", **TINY)
     with pytest.raises(ValueError, match="unknown hidden_activation"):
         Encoder("bert", hidden_activation="relu", **TINY)
+
+
+@pytest.mark.parametrize("architecture, mlm_head, activation", [
+    ("bert", True, "gelu_approximate"), ("distilbert", False, "gelu"),
+])
+def test_encoder_passes_the_model_class_harness(tmp_path, architecture, mlm_head, activation):
+    # Config and weights round trips, every length with padding, tf.data predict, dtype policies.
+    from model_test_harness import run_model_class_test
+
+    def make(dtype):
+        return Encoder(architecture, mlm_head=mlm_head, dtype=dtype, pooling=None if mlm_head else "mean",
+                       hidden_activation=activation, **TINY)
+
+    inputs = _inputs(batch=3, length=7)
+    inputs["padding_mask"][1, -4:] = 0
+    inputs["token_ids"] = inputs["token_ids"] * inputs["padding_mask"]
+    # The MLM head computes its logits in float32 under mixed precision (loss stability).
+    run_model_class_test(make, inputs, tmp_path, mixed_float32_outputs=("mlm_logits",))

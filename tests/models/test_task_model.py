@@ -72,3 +72,21 @@ def test_bad_heads():
         TaskModel(_encoder("bert"), "classification", num_classes=1)
     with pytest.raises(ValueError, match="unknown head_type"):
         TaskModel(_encoder("bert"), "ner")
+
+
+@pytest.mark.parametrize("architecture, head_type, num_classes", [
+    ("bert", "classification", 3), ("distilbert", "regression", None), ("bert", "span", None),
+])
+def test_task_model_passes_the_model_class_harness(tmp_path, architecture, head_type, num_classes):
+    # The encoder's harness, on each head (span logits: real positions only).
+    from model_test_harness import run_model_class_test
+
+    def make(dtype):
+        encoder = Encoder(architecture, vocabulary_size=99, num_layers=2, num_heads=2, hidden_dim=8,
+                          intermediate_dim=16, mlm_head=False, dtype=dtype)
+        return TaskModel(encoder, head_type, num_classes=num_classes, task_name="t")
+
+    token_ids = np.array([[7, 12, 30, 8, 9, 0, 0], [7, 40, 8, 0, 0, 0, 0], [5, 6, 7, 8, 9, 10, 11]], "int32")
+    inputs = {"token_ids": token_ids, "padding_mask": (token_ids != 0).astype("int32")}
+    # Logits are float32 under every policy (softmax, KL and span decoding).
+    run_model_class_test(make, inputs, tmp_path, float32_outputs=("logits", "start_logits", "end_logits"))
