@@ -6,7 +6,9 @@ that never holds the corpus in memory:
 
 1. **Read** lines from plain-text files (one document or paragraph per line,
    globs, `.gz`), TFRecord files (one string feature per record) or a tfds
-   dataset (`tfds:wikipedia/20230601.en`). Records from TFRecord and tfds are
+   dataset (`tfds:wikipedia/20230601.en`); or, from a directory that
+   `distil-tf pretokenize` wrote, the ids themselves (`sequence_shards`:
+   steps 3-4 were done once, when it was written). Records from TFRecord and tfds are
    split on newlines, so a Wikipedia article becomes its paragraphs, matching
    the original's one-paragraph-per-line `dump.txt`.
 2. **Shard** across input pipelines (`tf.distribute.InputContext`): by file
@@ -523,6 +525,16 @@ def build_sequence_dataset(
         raise ValueError(f"shuffle_buffer must be >= 0, got {shuffle_buffer}")
     if special_token_ids is None:
         special_token_ids = SpecialTokenIds.from_tokenizer(tokenizer)
+    from distil_tf.data import sequence_shards
+
+    if sequence_shards.is_sequence_source(sources):
+        # Tokenized once by `distil-tf pretokenize`: read the ids back.
+        directory = sequence_shards.shards_directory(sources if isinstance(sources, (str, os.PathLike))
+                                                     else sources[0])
+        return sequence_shards.read_sequence_shards(
+            directory, tokenizer, max_length, min_length=min_length, max_unknown_fraction=max_unknown_fraction,
+            input_context=input_context, shuffle_buffer=shuffle_buffer, seed=seed,
+        )
 
     lines = read_corpus_lines(
         sources,
