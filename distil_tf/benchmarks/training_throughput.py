@@ -1,13 +1,19 @@
 """Training throughput: distillation versus training the student alone on MLM.
 
     distil-tf benchmark training --corpus ../shared/data/wikitext-2-raw/wiki.test.raw \
-        --vocab ../shared/data/bert-base-uncased/vocab.txt [--steps 30] [--precision float32] [--jit-compile]
+        --vocab ../shared/data/bert-base-uncased/vocab.txt [--steps 30] [--precision float32] [--jit-compile] \
+        [--attention-terms]
 
 Both runs use the same student initialization, data pipeline (real corpus,
 dynamic masking), batch shape and runtime settings; the only difference is
 the teacher's forward pass and the soft-target/cosine terms. The ratio is
 what distilling costs over plain MLM training of the student. Printed as a
 markdown table with the settings each figure used.
+
+`--attention-terms` adds a third run: the same distillation plus the three
+attention terms (TinyBERT's score MSE over every mapped layer pair, MiniLM's
+attention and value-relation KL, weight 1 each), so one run prints tokens/s
+with and without them.
 """
 
 import argparse
@@ -46,9 +52,19 @@ def _cpu_name():
     return cpu_info()["model"]
 
 
+DISTILLATION = "distillation (5/2/1)"
+WITH_ATTENTION = "distillation (5/2/1) + attention terms"
+MLM_ONLY = "student MLM only"
+
+
 def run(corpus, vocab, steps=30, warmup_steps=5, batch_size=16, max_length=128, teacher_layers=6,
-        student_layers=3, hidden_dim=256, num_heads=4, precision="float32", jit_compile=False, seed=0):
-    """Measure tokens/s of distillation and of MLM-only training; returns a dict."""
+        student_layers=3, hidden_dim=256, num_heads=4, precision="float32", jit_compile=False, seed=0,
+        attention_terms=False):
+    """Measure tokens/s of distillation and of MLM-only training; returns a dict.
+
+    `attention_terms`: also time distillation with the attention terms on
+    (`alpha_attention_mse`, `alpha_attention_kl`, `alpha_value_relation` = 1).
+    """
     from distil_tf.data.batching import build_mlm_dataset
     from distil_tf.data.token_counts import count_tokens
     from distil_tf.distillation import MaskedLMDistiller
@@ -59,16 +75,25 @@ def run(corpus, vocab, steps=30, warmup_steps=5, batch_size=16, max_length=128, 
 
     tokenizer = load_tokenizer(vocab)
     counts = count_tokens(corpus, tokenizer, max_length, vocabulary_size=tokenizer.vocabulary_size(), progress=False)
+    from distil_tf.distillation.distillation_losses import mapped_layer_pairs
+
     results = {}
-    for mode, alphas in (("distillation (5/2/1)", (5.0, 2.0, 1.0)), ("student MLM only", (0.0, 1.0, 0.0))):
+    modes = [(DISTILLATION, (5.0, 2.0, 1.0), 0.0), (MLM_ONLY, (0.0, 1.0, 0.0), 0.0)]
+    if attention_terms:
+        modes.insert(1, (WITH_ATTENTION, (5.0, 2.0, 1.0), 1.0))
+    for mode, alphas, alpha_attention in modes:
         strategy = setup_runtime(RuntimeConfig(strategy="default", precision=precision, seed=seed, jit_compile=jit_compile))
         with strategy.scope():
             teacher = Encoder("bert", vocabulary_size=tokenizer.vocabulary_size(), num_layers=teacher_layers,
                               num_heads=num_heads, hidden_dim=hidden_dim, intermediate_dim=4 * hidden_dim,
                               max_sequence_length=max(max_length, 128))
             teacher(teacher.dummy_inputs())
-            student, _ = init_student_from_teacher(teacher, num_layers=student_layers)
-            distiller = MaskedLMDistiller(teacher, student, alpha_ce=alphas[0], alpha_mlm=alphas[1], alpha_cos=alphas[2])
+            student, layer_map = init_student_from_teacher(teacher, num_layers=student_layers)
+            distiller = MaskedLMDistiller(
+                teacher, student, alpha_ce=alphas[0], alpha_mlm=alphas[1], alpha_cos=alphas[2],
+                alpha_attention_mse=alpha_attention, attention_mse_layer_pairs=mapped_layer_pairs(layer_map),
+                alpha_attention_kl=alpha_attention, alpha_value_relation=alpha_attention,
+            )
             distiller.compile(optimizer=build_optimizer(OptimizerConfig(), steps + warmup_steps), jit_compile=jit_compile)
         dataset = build_mlm_dataset(corpus, tokenizer, counts, max_length=max_length, batch_size=batch_size,
                                     fixed_shapes=jit_compile, seed=seed).repeat()
@@ -81,8 +106,8 @@ def run(corpus, vocab, steps=30, warmup_steps=5, batch_size=16, max_length=128, 
             "measured_steps": len(timer.times),
         }
     keras.config.set_dtype_policy("float32")
-    distill, alone = results["distillation (5/2/1)"], results["student MLM only"]
-    return {
+    distill, alone = results[DISTILLATION], results[MLM_ONLY]
+    report = {
         "results": results,
         "overhead_ratio": alone["tokens_per_second"] / distill["tokens_per_second"],
         "settings": {
@@ -93,6 +118,11 @@ def run(corpus, vocab, steps=30, warmup_steps=5, batch_size=16, max_length=128, 
             "cpu": _cpu_name(), "cores": os.cpu_count(),
         },
     }
+    if attention_terms:
+        # How much slower the attention terms make a distillation step.
+        report["attention_overhead_ratio"] = (
+            distill["tokens_per_second"] / results[WITH_ATTENTION]["tokens_per_second"])
+    return report
 
 
 def format_table(report):
@@ -110,6 +140,9 @@ def format_table(report):
         lines.append(f"| {mode} | {result['tokens_per_second']:.0f} | {result['seconds_per_step']:.3f} | {result['measured_steps']} |")
     lines.append("")
     lines.append(f"Distillation overhead: MLM-only training is {report['overhead_ratio']:.2f}x as fast as distilling.")
+    if "attention_overhead_ratio" in report:
+        lines.append(f"Attention-term overhead: distilling without them is {report['attention_overhead_ratio']:.2f}x "
+                     "as fast as with them.")
     return "\n".join(lines)
 
 
@@ -121,6 +154,8 @@ def _add_arguments(parser):
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_float16", "mixed_bfloat16"])
     parser.add_argument("--jit-compile", action="store_true")
+    parser.add_argument("--attention-terms", action="store_true",
+                        help="also time distillation with the attention terms (score MSE, attention and value KL)")
     parser.add_argument("--output", help="write the report as JSON")
 
 
@@ -139,7 +174,8 @@ def main(argv=None):
 
 def command(args):
     report = run(args.corpus, args.vocab, steps=args.steps, batch_size=args.batch_size,
-                 max_length=args.max_seq_length, precision=args.precision, jit_compile=args.jit_compile)
+                 max_length=args.max_seq_length, precision=args.precision, jit_compile=args.jit_compile,
+                 attention_terms=args.attention_terms)
     print(format_table(report))
     if args.output:
         with open(args.output, "w") as handle:

@@ -5,6 +5,7 @@ import tensorflow as tf
 from keras import ops
 
 from distil_tf.distillation import losses
+from distil_tf.distillation.attention_terms import AttentionTerms
 from distil_tf.models import pooling as pooling_lib
 from distil_tf.models.distributed_build import DistributedBuildMixin
 from distil_tf.distillation.distillation_losses import (
@@ -51,6 +52,13 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
     tokens of the update, sentence terms over its sentences, so multi-replica
     and accumulated updates stay exact (`loss_normalizers`).
 
+    Attention terms (`distil_tf.distillation.attention_terms`), each off at
+    weight 0: TinyBERT's MSE of the unnormalized attention scores over layer
+    pairs (Jiao et al., 2020, eq. 7), and MiniLM's KL of the last layer's
+    attention distributions and of its value relations (Wang et al., 2020).
+    They compare head by head: each needs equal head counts (head sizes may
+    differ), and reads no projection.
+
     Args:
         teacher: `Encoder` (frozen here); an MLM head only for ce and mse.
         student: `Encoder`; an MLM head for ce, mlm and mse.
@@ -84,6 +92,14 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             similarities and needs no common width). It trains with the
             student and is part of this distiller's weights (its checkpoint),
             not of the student: `self.student` stays a plain `Encoder`.
+        alpha_attention_mse: float. Weight of TinyBERT's attention-score MSE.
+        attention_mse_layer_pairs: `(student, teacher)` indices into
+            `hidden_states` for it, index i >= 1 being the layer whose output
+            is `hidden_states[i]`; default None: `hidden_mse_layer_pairs`.
+        alpha_attention_kl: float. Weight of MiniLM's last-layer
+            self-attention KL(teacher || student).
+        alpha_value_relation: float. Weight of MiniLM's last-layer
+            value-relation KL.
 
     Attributes:
         projection: the `Dense` layer, or None when no projection is used.
@@ -107,11 +123,17 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         pooling=None,
         alpha_pooled_relation=0.0,
         hidden_projection="never",
+        alpha_attention_mse=0.0,
+        attention_mse_layer_pairs=None,
+        alpha_attention_kl=0.0,
+        alpha_value_relation=0.0,
         **kwargs,
     ):
         alphas = {"alpha_ce": alpha_ce, "alpha_mlm": alpha_mlm, "alpha_cos": alpha_cos, "alpha_mse": alpha_mse,
                   "alpha_hidden_mse": alpha_hidden_mse, "alpha_pooled_cos": alpha_pooled_cos,
-                  "alpha_pooled_mse": alpha_pooled_mse, "alpha_pooled_relation": alpha_pooled_relation}
+                  "alpha_pooled_mse": alpha_pooled_mse, "alpha_pooled_relation": alpha_pooled_relation,
+                  "alpha_attention_mse": alpha_attention_mse, "alpha_attention_kl": alpha_attention_kl,
+                  "alpha_value_relation": alpha_value_relation}
         for name, value in alphas.items():
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -165,6 +187,18 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         hidden_mse_layer_pairs = [tuple(pair) for pair in hidden_mse_layer_pairs]
         if not hidden_mse_layer_pairs:
             raise ValueError("hidden_mse_layer_pairs needs at least one (student, teacher) layer pair")
+        if attention_mse_layer_pairs is None:
+            attention_mse_layer_pairs = hidden_mse_layer_pairs
+        attention_mse_layer_pairs = [tuple(pair) for pair in attention_mse_layer_pairs]
+        if not attention_mse_layer_pairs:
+            raise ValueError("attention_mse_layer_pairs needs at least one (student, teacher) layer pair")
+        # Checks head counts and layer indices of the terms that are on.
+        attention_terms = AttentionTerms(
+            teacher, student,
+            attention_mse_layer_pairs=attention_mse_layer_pairs if alpha_attention_mse > 0 else None,
+            attention_kl=alpha_attention_kl > 0,
+            value_relation=alpha_value_relation > 0,
+        )
         super().__init__(
             teacher=teacher,
             student=student,
@@ -194,6 +228,10 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         self.alpha_pooled_relation = alpha_pooled_relation
         self.pooling = pooling
         self.hidden_projection = hidden_projection
+        self.alpha_attention_mse = alpha_attention_mse
+        self.attention_mse_layer_pairs = attention_mse_layer_pairs
+        self.alpha_attention_kl, self.alpha_value_relation = alpha_attention_kl, alpha_value_relation
+        self.attention_terms = attention_terms
         self.projection = None
         if use_projection:
             # Equal widths ("always"): the identity to start with, so a student
@@ -213,7 +251,9 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         # hidden-state terms only when on.
         self.term_weights = {"ce": alpha_ce, "mlm": alpha_mlm, "cos": alpha_cos, "mse": alpha_mse}
         for name, value in (("hidden_mse", alpha_hidden_mse), ("pooled_cos", alpha_pooled_cos),
-                            ("pooled_mse", alpha_pooled_mse), ("pooled_relation", alpha_pooled_relation)):
+                            ("pooled_mse", alpha_pooled_mse), ("pooled_relation", alpha_pooled_relation),
+                            ("attention_mse", alpha_attention_mse), ("attention_kl", alpha_attention_kl),
+                            ("value_relation", alpha_value_relation)):
             if value > 0:
                 self.term_weights[name] = value
         self.term_trackers = {name: keras.metrics.Mean(name=f"loss_{name}") for name in self.term_weights}
@@ -244,7 +284,10 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         sentences = (losses.sequence_weights(inputs["padding_mask"]), "sequences")
         return {"ce": ce, "mlm": (selected, "selected"), "cos": (padding, "padding"), "mse": ce,
                 "hidden_mse": (padding, "padding"), "pooled_cos": sentences, "pooled_mse": sentences,
-                "pooled_relation": sentences}
+                "pooled_relation": sentences,
+                # Per real query token, like the hidden-state MSE.
+                "attention_mse": (padding, "padding"), "attention_kl": (padding, "padding"),
+                "value_relation": (padding, "padding")}
 
     def loss_normalizers(self, x, y=None):
         """This replica's real-token, MLM-selected-token and sentence counts (train-step hook)."""
@@ -314,6 +357,11 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             ):
                 if name in self.term_weights:
                     terms[name] = loss_function(teacher_pooled, student_embedding, **weight_and_denominator(name))
+        if any(name in self.term_weights for name in ("attention_mse", "attention_kl", "value_relation")):
+            # The unprojected student: the terms compare [seq, seq] maps per head.
+            terms.update(self.attention_terms.compute(
+                teacher_outputs, student_outputs, inputs["padding_mask"], **weight_and_denominator("attention_kl")
+            ))
         return terms
 
     def _projected(self, student_outputs):
@@ -390,6 +438,10 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
             "alpha_pooled_relation": self.alpha_pooled_relation,
             "pooling": self.pooling,
             "hidden_projection": self.hidden_projection,
+            "alpha_attention_mse": self.alpha_attention_mse,
+            "attention_mse_layer_pairs": [list(pair) for pair in self.attention_mse_layer_pairs],
+            "alpha_attention_kl": self.alpha_attention_kl,
+            "alpha_value_relation": self.alpha_value_relation,
         }
 
     @classmethod

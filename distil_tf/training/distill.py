@@ -16,6 +16,14 @@ gets its hidden-state terms through a learned projection to the teacher's
 width (`distillation.hidden_projection`, TinyBERT's W_h): trained and
 checkpointed with the run, left out of the saved student.
 
+Attention terms, each off by default and each its own ablation switch:
+`distillation.alpha_attention_mse` (TinyBERT's MSE of the unnormalized
+attention scores, over the hidden-state MSE's layer pairs),
+`distillation.alpha_attention_kl` and `distillation.alpha_value_relation`
+(MiniLM's last-layer attention and value-relation KL). They need the
+teacher's head count (head sizes may differ); otherwise the run stops before
+training, in one line.
+
 Output directory: `config.yaml` (resolved config), `token_counts.npy`,
 `checkpoints/` (resume state, the projection included), `tensorboard/`,
 `student/` (the distilled student alone, loadable by `distil_tf.load_model`),
@@ -92,6 +100,15 @@ class DistillationConfig:
     # widths (starts as the identity); "never": the widths must match. It is
     # checkpointed with the run but not part of the saved student.
     hidden_projection: str = "auto"
+    # Attention terms, each off at 0 and each needing the teacher's head count
+    # (head sizes may differ). TinyBERT's MSE of the unnormalized attention
+    # scores (eq. 7), over the same layer pairs as hidden_mse_layers:
+    alpha_attention_mse: float = 0.0
+    # MiniLM's KL(teacher || student) of the last layer's attention
+    # probabilities, per head, over real query and key tokens:
+    alpha_attention_kl: float = 0.0
+    # MiniLM's KL of the last layer's value relations softmax(V V^T / sqrt(d_head)):
+    alpha_value_relation: float = 0.0
     # "auto": mask the student's input only when an MLM term (ce, mlm, mse) is
     # on; the hidden-state targets are the teacher's states on the same input,
     # so without an MLM term both see the real text, as served. "always":
@@ -181,6 +198,7 @@ def _cosine_pairs(config, student, layer_map):
 
 MLM_TERMS = ("ce", "mlm", "mse")
 POOLED_TERMS = ("pooled_cos", "pooled_mse", "pooled_relation")
+ATTENTION_TERMS = ("attention_mse", "attention_kl", "value_relation")
 _DEFAULT_MLM_WEIGHTS = {"ce": 5.0, "mlm": 2.0}
 
 
@@ -195,7 +213,9 @@ def resolve_loss_weights(distillation, teacher_has_mlm_head, teacher_pooling, te
 
     Returns:
         `(weights, reason)`: `{"ce", "mlm", "mse", "cos", "hidden_mse",
-        "pooled_cos", "pooled_mse", "pooled_relation"}` floats, and a short why.
+        "pooled_cos", "pooled_mse", "pooled_relation"}` floats, plus
+        `"attention_mse"`, `"attention_kl"`, `"value_relation"` when set
+        (not 0), and a short why.
 
     Raises:
         ValueError: an MLM-based term (ce, mlm, mse) explicitly > 0 on a
@@ -237,7 +257,22 @@ def resolve_loss_weights(distillation, teacher_has_mlm_head, teacher_pooling, te
     weights["cos"] = config.alpha_cos
     weights["pooled_mse"] = config.alpha_pooled_mse
     weights["pooled_relation"] = config.alpha_pooled_relation
+    # Only when set: a run without them reports the same weights as before.
+    for name in ATTENTION_TERMS:
+        value = getattr(config, f"alpha_{name}")
+        if value:
+            weights[name] = value
     return weights, "; ".join(reasons)
+
+
+def check_attention_heads(weights, teacher_heads, student_heads):
+    """Raise before training when an attention term is on and the head counts differ (one line)."""
+    from distil_tf.distillation.attention_terms import check_head_counts
+
+    for name in ATTENTION_TERMS:
+        if weights.get(name, 0.0) > 0:
+            check_head_counts(f"alpha_{name}", teacher_heads, student_heads,
+                              switch_off=f"--set distillation.alpha_{name}=0")
 
 
 def inputs_are_masked(distillation, weights):
@@ -295,6 +330,9 @@ def describe_projection(teacher_hidden, student_hidden):
 def describe_loss_terms(weights, reason, masked, cosine_layers, hidden_mse_layers, pooling, projection=None):
     """One line: why, which terms are on with their weights, the input, and the projection if any.
 
+    The attention-score MSE follows `hidden_mse_layers`' layer pairs; the
+    attention and value-relation KL read the last layers.
+
     `projection`: `describe_projection`'s text when the student's hidden
     states are projected, else None (nothing added).
     """
@@ -303,8 +341,10 @@ def describe_loss_terms(weights, reason, masked, cosine_layers, hidden_mse_layer
         "hidden_mse": f"hidden_mse({hidden_mse_layers})",
         "pooled_cos": f"pooled_cos({pooling})", "pooled_mse": f"pooled_mse({pooling})",
         "pooled_relation": f"pooled_relation({pooling})",
+        "attention_mse": f"attention_mse({hidden_mse_layers})", "attention_kl": "attention_kl(last)",
+        "value_relation": "value_relation(last)",
     }
-    active = [f"{label} {float(weights[name])}" for name, label in labels.items() if weights[name] > 0]
+    active = [f"{label} {float(weights[name])}" for name, label in labels.items() if weights.get(name, 0.0) > 0]
     text = "masked (an MLM term is on)" if masked and any(weights[n] > 0 for n in MLM_TERMS) else (
         "masked (mask_inputs=always)" if masked else "unmasked text (no MLM term)")
     line = f"{reason}; active: {', '.join(active) or 'none'}; input: {text}"
@@ -451,11 +491,13 @@ def _run(config, strategy, out_dir, student_dir, callbacks):
             hidden_mse_layers = "last"  # a student directory: no layer map to follow
         pooling = teacher.pooling if any(weights[name] > 0 for name in POOLED_TERMS) else None
         projected = resolve_hidden_projection(config.distillation, weights, teacher.hidden_dim, student.hidden_dim)
+        check_attention_heads(weights, teacher.num_heads, student.num_heads)
         if is_chief():
             print(describe_loss_terms(weights, reason, masked, config.distillation.cosine_layers,
                                       hidden_mse_layers, pooling,
                                       describe_projection(teacher.hidden_dim, student.hidden_dim) if projected
                                       else None))
+        hidden_mse_pairs = mapped_layer_pairs(layer_map) if hidden_mse_layers == "all" else [(-1, -1)]
         distiller = MaskedLMDistiller(
             teacher, student,
             alpha_ce=weights["ce"],
@@ -466,9 +508,7 @@ def _run(config, strategy, out_dir, student_dir, callbacks):
             restrict_ce_to_mask=config.distillation.restrict_ce_to_mask,
             cosine_layer_pairs=_cosine_pairs(config, student, layer_map),
             alpha_hidden_mse=weights["hidden_mse"],
-            hidden_mse_layer_pairs=(
-                mapped_layer_pairs(layer_map) if hidden_mse_layers == "all" else [(-1, -1)]
-            ),
+            hidden_mse_layer_pairs=hidden_mse_pairs,
             alpha_pooled_cos=weights["pooled_cos"],
             alpha_pooled_mse=weights["pooled_mse"],
             alpha_pooled_relation=weights["pooled_relation"],
@@ -476,6 +516,10 @@ def _run(config, strategy, out_dir, student_dir, callbacks):
             # Resolved above ("auto" at equal widths is "never"): the distiller
             # then builds a projection exactly when the announcement says so.
             hidden_projection="always" if projected else "never",
+            alpha_attention_mse=weights.get("attention_mse", 0.0),
+            attention_mse_layer_pairs=hidden_mse_pairs,
+            alpha_attention_kl=weights.get("attention_kl", 0.0),
+            alpha_value_relation=weights.get("value_relation", 0.0),
         )
         distiller.compile(
             optimizer=build_optimizer(config.optimizer, config.steps),
