@@ -2,8 +2,14 @@
 
     distil-tf finetune --task glue/sst2 --model student/ --out runs/sst2 --data-dir data/glue
     distil-tf evaluate --task glue/sst2 --model runs/sst2/model --data-dir data/glue --split dev
-    distil-tf distill-task --task glue/sst2 --teacher runs/teacher/model --student 0,3,5 \
+    distil-tf distill-task --task glue/sst2 --teacher runs/teacher/model --student 0,3,5 \\
         --out runs/sst2-d --data-dir data/glue
+
+`finetune` and `distill-task` are two `TaskTrainer`s over one driver,
+`train_lib.run` (runtime, config.yaml and run.json, fit with resume, save,
+score, metrics.json); this module holds what each command adds: its config
+fields, the model it loads first, how it builds and compiles its trainee,
+what the saved model records.
 
 Output directory of `finetune` and `distill-task`: `config.yaml` (resolved
 config), `checkpoints/` (resume state), `tensorboard/`, the task model
@@ -21,90 +27,35 @@ for theirs.
 
 import dataclasses
 import json
-import math
 import pathlib
-import time
 import typing
 
-from distil_tf import config as config_lib
 from distil_tf.heads import SPAN
-from distil_tf.run_dir import mark_model_saved, mark_run_finished, mark_run_started, resolve_model_path
 from distil_tf.tasks.served_evaluation import resolve_saved_model
-from distil_tf.training.optimization import OptimizerConfig, build_optimizer
-from distil_tf.training.runtime import RuntimeConfig, is_chief, setup_runtime
+from distil_tf.training import train_lib
+from distil_tf.training.optimization import build_optimizer
+
+# The shared pieces live in train_lib; the CLI, scripts, benchmarks and tests
+# import them from here.
+from distil_tf.training.train_lib import (  # noqa: F401
+    METRICS_FILE,
+    EvaluationConfig,
+    TaskDataConfig,
+    TaskRunConfig,
+    evaluate_on_splits,
+    finetune_optimizer,
+    finetune_runtime,
+)
+from distil_tf.training.train_lib import TaskRun as _TaskRun  # noqa: F401
 
 FINETUNED_MODEL_DIR = "model"
 DISTILLED_MODEL_DIR = "student"
-METRICS_FILE = "metrics.json"
 
 
 @dataclasses.dataclass
-class TaskDataConfig:
-    # The task family's local folder (original layout); unset: $DISTIL_TF_DATA/<family>, else tfds.
-    data_dir: typing.Optional[str] = None
-    # 0: the task's default (GLUE 128, SQuAD 384, IMDb 512).
-    max_seq_length: int = 0
-    # Global batch size (sequences per step, across replicas).
-    batch_size: int = 32
-    train_split: str = "train"
-    # Use only the first N training examples (questions for SQuAD).
-    train_limit: typing.Optional[int] = None
-    # Skip the first N training examples (with train_limit: a slice).
-    train_skip: int = 0
-    # Split(s) scored at the end; unset: the task's evaluation splits.
-    eval_split: typing.Optional[str] = None
-    eval_limit: typing.Optional[int] = None
-    # Skip the first N evaluation examples, e.g. those a smoke run trained on.
-    eval_skip: int = 0
-    # SQuAD windows (BERT's run_squad).
-    doc_stride: int = 128
-    max_query_length: int = 64
-    # Cut each batch's padding beyond its longest row (off under XLA).
-    trim_padding: bool = True
-    # Train on batches of similar length (Hugging Face's group_by_length:
-    # 50-batch groups sorted by length, batch order shuffled): on SST-2 at
-    # length 64, 2.2x fewer padded tokens than trimming alone. Text tasks
-    # only, and only where batches are trimmed.
-    group_by_length: bool = True
-
-
-@dataclasses.dataclass
-class EvaluationConfig:
-    batch_size: int = 64
-    n_best_size: int = 20
-    max_answer_length: int = 30
-    # SQuAD v2.0: predict "" when null score - best span score exceeds this.
-    null_score_diff_threshold: float = 0.0
-
-
-def finetune_optimizer():
-    """Hugging Face run_glue/run_squad defaults plus BERT's 10% warmup (module docstring)."""
-    return OptimizerConfig(
-        learning_rate=5e-5, warmup_proportion=0.1, beta_1=0.9, beta_2=0.999,
-        epsilon=1e-8, weight_decay=0.0, clip_global_norm=1.0,
-    )
-
-
-def finetune_runtime():
-    # run_squad_w_distillation.py's seed.
-    return RuntimeConfig(seed=42)
-
-
-@dataclasses.dataclass
-class FinetuneConfig:
-    task: str = ""
+class FinetuneConfig(TaskRunConfig):
     # Encoder dir, student dir, Hugging Face dir, or a task model to train on.
     model: str = ""
-    out: str = ""
-    # 0: epochs x training examples / batch size.
-    steps: int = 0
-    epochs: float = 3.0
-    checkpoint_every: int = 500
-    log_every: int = 50
-    data: TaskDataConfig = dataclasses.field(default_factory=TaskDataConfig)
-    evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
-    optimizer: OptimizerConfig = dataclasses.field(default_factory=finetune_optimizer)
-    runtime: RuntimeConfig = dataclasses.field(default_factory=finetune_runtime)
 
 
 @dataclasses.dataclass
@@ -148,54 +99,13 @@ class TaskDistillationConfig:
 
 
 @dataclasses.dataclass
-class DistillTaskConfig:
-    task: str = ""
+class DistillTaskConfig(TaskRunConfig):
     # A TaskModel fine-tuned on the task.
     teacher: str = ""
     # A student/encoder/task-model directory, a layer map ("0,3,5") or a
     # depth ("3") taken from the teacher's encoder.
     student: str = ""
-    out: str = ""
-    steps: int = 0
-    epochs: float = 3.0
-    checkpoint_every: int = 500
-    log_every: int = 50
-    data: TaskDataConfig = dataclasses.field(default_factory=TaskDataConfig)
-    evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
     distillation: TaskDistillationConfig = dataclasses.field(default_factory=TaskDistillationConfig)
-    optimizer: OptimizerConfig = dataclasses.field(default_factory=finetune_optimizer)
-    runtime: RuntimeConfig = dataclasses.field(default_factory=finetune_runtime)
-
-
-# ---------------------------------------------------------------------------
-# Shared pieces
-# ---------------------------------------------------------------------------
-
-
-def _static_shapes(config):
-    return config.runtime.jit_compile or config.runtime.strategy == "tpu"
-
-
-def _trimmed_batches(config):
-    """`(trim, drop_remainder, group_by_length_batches)` of a training pipeline under `config`."""
-    from distil_tf.tasks import task_inputs
-
-    static = _static_shapes(config)
-    trim = config.data.trim_padding and not static
-    groups = task_inputs.LENGTH_GROUP_BATCHES if trim and config.data.group_by_length else 0
-    return trim, static, groups
-
-
-def _require(value, flag):
-    if not value:
-        raise ValueError(f"missing {flag}")
-
-
-def _vocab_path(model_path):
-    path = pathlib.Path(resolve_model_path(model_path)) / "vocab.txt"
-    if not path.is_file():
-        raise ValueError(f"{model_path} has no vocab.txt (SQuAD features need the WordPiece vocabulary file)")
-    return path
 
 
 def build_task_model(encoder_or_model, spec):
@@ -205,211 +115,38 @@ def build_task_model(encoder_or_model, spec):
     return registry.build_task(spec.name).build_model(encoder_or_model)
 
 
-def _vocab_path_for(task, model_path):
-    """The model's vocab.txt when the task featurizes from it (SQuAD), else None."""
-    return _vocab_path(model_path) if task.needs_vocab_file else None
+# ---------------------------------------------------------------------------
+# finetune
+# ---------------------------------------------------------------------------
 
 
-class _TaskRun:
-    """Data of one training run: its `Task`, source, training items, evaluation splits."""
+class _Finetuning(train_lib.TaskTrainer):
+    """`finetune`: the model itself, with the task's head, trained on the task's labels."""
 
-    def __init__(self, config, task, tokenizer, vocab_path):
-        from distil_tf.tasks import task_inputs
+    command, start, model_dir = "finetune", "model", FINETUNED_MODEL_DIR
+    required = (("task", "--task"), ("model", "--model"), ("out", "--out"))
 
-        self.task = task
-        self.spec = task.spec
-        self.source = task_inputs.resolve_source(self.spec, config.data.data_dir)
-        self.sequence_length = config.data.max_seq_length or task.default_sequence_length()
-        examples = task_inputs.read_split(self.spec, config.data.train_split, self.source)
-        self.train_examples = task_inputs.subset(examples, config.data.train_limit, config.data.train_skip)
-        self.split_sizes = {config.data.train_split: len(examples)}
-        self.train_items = task.training_items(
-            self.train_examples, tokenizer, vocab_path, self.sequence_length,
-            doc_stride=config.data.doc_stride, max_query_length=config.data.max_query_length,
+    def build(self, config, run, base, steps):
+        model = run.task.build_model(base)
+        model.compile(
+            optimizer=build_optimizer(config.optimizer, steps),
+            jit_compile=config.runtime.jit_compile,
+            **run.task.compile_arguments(),
         )
-        self.eval_splits = task_inputs.evaluation_splits(self.spec, self.source, config.data.eval_split)
+        return model
 
-    def steps(self, config, examples=None):
-        """Batches of the run: `--steps`, else epochs over `examples` (default: the training items)."""
-        examples = len(self.train_items) if examples is None else examples
-        if config.steps:
-            return config.steps
-        if config.epochs <= 0:
-            raise ValueError(f"epochs must be > 0 (or pass --steps), got {config.epochs}")
-        steps = max(1, math.ceil(config.epochs * examples / config.data.batch_size))
-        # Whole updates (an explicit --steps must be a multiple; see build_optimizer).
-        accumulation = max(config.optimizer.gradient_accumulation_steps, 1)
-        return accumulation * math.ceil(steps / accumulation)
-
-    def data_summary(self, config):
-        return {
-            "source": self.source.describe(self.spec),
-            "train_split": config.data.train_split,
-            "train_examples": len(self.train_examples),
-            "train_split_size": self.split_sizes[config.data.train_split],
-            "train_windows": self.task.training_windows(self.train_items),
-            "train_skip": config.data.train_skip,
-            "max_seq_length": self.sequence_length,
-            "batch_size": config.data.batch_size,
-            "doc_stride": config.data.doc_stride,
-            "max_query_length": config.data.max_query_length,
-        }
-
-
-def _evaluation_options(config, sequence_length):
-    from distil_tf.tasks.evaluation import EvaluationOptions
-
-    return EvaluationOptions(
-        batch_size=config.evaluation.batch_size,
-        max_seq_length=sequence_length,
-        n_best_size=config.evaluation.n_best_size,
-        max_answer_length=config.evaluation.max_answer_length,
-        null_score_diff_threshold=config.evaluation.null_score_diff_threshold,
-        doc_stride=config.data.doc_stride,
-        max_query_length=config.data.max_query_length,
-    )
-
-
-def evaluate_on_splits(model, tokenizer, task, source, splits, options, vocab_path=None, limit=None, skip=0):
-    """`{split: metrics}` of `model` on each split (examples `[skip:skip+limit]`), by `task.evaluate`."""
-    from distil_tf.tasks import task_inputs
-
-    results = {}
-    for split in splits:
-        examples = task_inputs.subset(task_inputs.read_split(task.spec, split, source), limit, skip)
-        results[split] = task.evaluate(model, tokenizer, examples, options, vocab_path)
-    return results
-
-
-def _train(model, config, run, tokenizer, out_dir, strategy, make_train=None):
-    from distil_tf.training.fit import fit
-
-    # XLA and TPUs compile one program per shape: static batches there.
-    trim, static, groups = _trimmed_batches(config)
-    make_train = make_train or run.task.train_dataset_factory(
-        run.train_items, tokenizer, run.sequence_length, seed=config.runtime.seed,
-        trim=trim, drop_remainder=static, group_by_length_batches=groups,
-    )
-    steps = run.steps(config)
-    if not model.built:
-        # Build on features only: `fit` builds an unbuilt model by calling it
-        # on a whole dataset element, which here is a (features, labels) pair.
-        features, _ = next(iter(make_train(None, 1).take(1)))
-        with strategy.scope():
-            model(features, training=False)
-    started = time.perf_counter()
-    result = fit(
-        model, make_train, out_dir, steps, strategy=strategy, global_batch_size=config.data.batch_size,
-        checkpoint_every=config.checkpoint_every, log_every=config.log_every,
-    )
-    return steps, result, time.perf_counter() - started
-
-
-def _run_provenance(config, run, steps):
-    """What every task run records about its data and training."""
-    return {
-        "data": run.data_summary(config),
-        "steps": steps,
-        "epochs": None if config.steps else config.epochs,
-        "max_seq_length": run.sequence_length,
-        # Read back by export, so the served signature cleans, truncates and
-        # packs texts exactly as training did (distil_tf.text.preprocessing).
-        "preprocessing": run.task.preprocessing_for(run.sequence_length).to_dict(),
-        "optimizer": dataclasses.asdict(config.optimizer),
-        "seed": config.runtime.seed,
-    }
-
-
-def _start_run(config, out_dir, command):
-    """Write the run's config and its run.json marker ("running", no final model yet)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config_lib.save_config(config, out_dir)
-    if is_chief():
-        mark_run_started(out_dir, command)
-
-
-def _finish(config, run, model, tokenizer, out_dir, model_dir, provenance, steps, result, seconds, vocab_path,
-            extra=None):
-    from distil_tf.models import save_model
-
-    # Saved before scoring: a failing evaluation must not lose the training.
-    if is_chief():
-        save_model(model, model_dir, tokenizer, provenance=provenance, overwrite=True)
-        mark_model_saved(out_dir, model_dir)
-    options = _evaluation_options(config, run.sequence_length)
-    evaluation = evaluate_on_splits(
-        model, tokenizer, run.task, run.source, run.eval_splits, options, vocab_path,
-        config.data.eval_limit, config.data.eval_skip,
-    )
-    summary = {
-        "task": run.spec.name,
-        "model": str(model_dir),
-        "steps": steps,
-        "resumed_from_step": result["initial_step"],
-        "seconds": round(seconds, 2),
-        "final_train_loss": {key: float(values[-1]) for key, values in result["history"].items()},
-        "data": dict(run.data_summary(config), eval_limit=config.data.eval_limit, eval_skip=config.data.eval_skip),
-        "evaluation": evaluation,
-        **(extra or {}),
-    }
-    if is_chief():
-        (out_dir / METRICS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-        mark_run_finished(out_dir)
-    return summary
-
-
-def _load(path, precision):
-    from distil_tf.models import load_model_and_tokenizer
-
-    return load_model_and_tokenizer(path, dtype=None if precision == "float32" else precision)
-
-
-# ---------------------------------------------------------------------------
-# Commands
-# ---------------------------------------------------------------------------
+    def provenance(self, config, run):
+        return {"kind": "finetuned", "task": run.task.name, "base_model": str(config.model)}
 
 
 def run_finetune(config):
-    """Fine-tune a model on a task's train split; save it, score it on dev.
+    """Fine-tune a model on a task's train split, save it, score it on dev; returns the metrics.json summary."""
+    return train_lib.run(config, _Finetuning())
 
-    Returns:
-        The summary written to `metrics.json`.
-    """
-    import keras
 
-    from distil_tf.tasks import registry
-
-    _require(config.task, "--task")
-    _require(config.model, "--model")
-    _require(config.out, "--out")
-    task = registry.build_task(config.task)
-    out_dir = pathlib.Path(config.out)
-    strategy = setup_runtime(config.runtime)
-    try:
-        with strategy.scope():
-            base, tokenizer = _load(config.model, config.runtime.precision)
-        vocab_path = _vocab_path_for(task, config.model)
-        run = _TaskRun(config, task, tokenizer, vocab_path)
-        _start_run(config, out_dir, "finetune")
-        steps = run.steps(config)
-        with strategy.scope():
-            model = task.build_model(base)
-            model.compile(
-                optimizer=build_optimizer(config.optimizer, steps),
-                jit_compile=config.runtime.jit_compile,
-                **task.compile_arguments(),
-            )
-        steps, result, seconds = _train(model, config, run, tokenizer, out_dir, strategy)
-        provenance = {
-            "kind": "finetuned",
-            "task": task.name,
-            "base_model": str(config.model),
-            **_run_provenance(config, run, steps),
-        }
-        return _finish(config, run, model, tokenizer, out_dir, out_dir / FINETUNED_MODEL_DIR, provenance,
-                       steps, result, seconds, vocab_path)
-    finally:
-        keras.config.set_dtype_policy("float32")
+# ---------------------------------------------------------------------------
+# distill-task
+# ---------------------------------------------------------------------------
 
 
 def build_student(config, teacher, tokenizer, task):
@@ -489,7 +226,7 @@ def _transfer_set_input(config, transfer, distiller, out_dir, strategy):
 
     summary = dict(transfer.counts, total=len(transfer), augment=config.distillation.augment,
                    unlabeled_files=list(transfer.unlabeled), teacher_outputs=transfer_set.BYPASSED)
-    trim, static, groups = _trimmed_batches(config)
+    trim, static, groups = train_lib.trimmed_batches(config)
     if transfer.spec.head_type == SPAN:
         groups = 0  # SQuAD windows fill their length: nothing to group.
     reason = None
@@ -525,82 +262,82 @@ def _transfer_set_input(config, transfer, distiller, out_dir, strategy):
                                  group_by_length_batches=groups), summary
 
 
-def run_task_distillation(config):
-    """Distil a fine-tuned teacher into a student on a task; save and score the student.
+class _TaskDistillation(train_lib.TaskTrainer):
+    """`distill-task`: a student trained on a fine-tuned teacher's outputs and the task's labels."""
 
-    Returns:
-        The summary written to `metrics.json`.
-    """
-    import keras
+    command, start, model_dir = "distill-task", "teacher", DISTILLED_MODEL_DIR
+    required = (("task", "--task"), ("teacher", "--teacher"), ("student", "--student"), ("out", "--out"))
 
-    from distil_tf.distillation.distillation_losses import HIDDEN_STATE_LOSSES, mapped_layer_pairs
-    from distil_tf.distillation import transfer_set
-    from distil_tf.distillation.task_distiller import SOFT_LOSSES, TaskDistiller
-    from distil_tf.tasks import registry
+    def validate(self, config, task):
+        from distil_tf.distillation import transfer_set
+        from distil_tf.distillation.distillation_losses import HIDDEN_STATE_LOSSES
+        from distil_tf.distillation.task_distiller import SOFT_LOSSES
 
-    _require(config.task, "--task")
-    _require(config.teacher, "--teacher")
-    _require(config.student, "--student")
-    _require(config.out, "--out")
-    # Before the (slow) model loads; TaskDistiller checks the rest.
-    for name, value, choices in (("soft_loss", config.distillation.soft_loss, SOFT_LOSSES),
-                                 ("hidden_loss", config.distillation.hidden_loss, HIDDEN_STATE_LOSSES)):
-        if value not in choices:
-            raise ValueError(f"unknown distillation.{name} '{value}'; expected one of {', '.join(choices)}")
-    task = registry.build_task(config.task)
-    transfer_set.check_transfer_options(task.spec, config.distillation.augment, config.distillation.unlabeled)
-    out_dir = pathlib.Path(config.out)
-    strategy = setup_runtime(config.runtime)
-    try:
-        with strategy.scope():
-            teacher, tokenizer = _load(config.teacher, config.runtime.precision)
+        # Before the (slow) model loads; TaskDistiller checks the rest.
+        for name, value, choices in (("soft_loss", config.distillation.soft_loss, SOFT_LOSSES),
+                                     ("hidden_loss", config.distillation.hidden_loss, HIDDEN_STATE_LOSSES)):
+            if value not in choices:
+                raise ValueError(f"unknown distillation.{name} '{value}'; expected one of {', '.join(choices)}")
+        transfer_set.check_transfer_options(task.spec, config.distillation.augment, config.distillation.unlabeled)
+
+    def load(self, config, task):
+        teacher, tokenizer = super().load(config, task)
         task.check_model(teacher, config.teacher)
-        vocab_path = _vocab_path_for(task, config.teacher)
-        run = _TaskRun(config, task, tokenizer, vocab_path)
-        transfer = _transfer_set(config, run, teacher, tokenizer)
-        _start_run(config, out_dir, "distill-task")
-        steps = run.steps(config, len(transfer))
-        with strategy.scope():
-            student, layer_map, head = build_student(config, teacher, tokenizer, task)
-            if config.distillation.freeze_position_embeddings:
-                student.encoder.position_embedding.trainable = False
-            hidden_pairs, hidden_map = None, None
-            if config.distillation.alpha_hidden > 0:
-                hidden_map, hidden_source = hidden_layer_map(config, teacher, student, layer_map)
-                hidden_pairs = mapped_layer_pairs(hidden_map)
-                print(f"hidden-state loss: student layers 0..{len(hidden_map) - 1} against teacher layers "
-                      f"{hidden_map} ({hidden_source})")
-            distiller = TaskDistiller(
-                teacher, student,
-                alpha_ce=config.distillation.alpha_ce,
-                alpha_task=config.distillation.alpha_task,
-                temperature=config.distillation.temperature,
-                soft_loss=config.distillation.soft_loss,
-                alpha_hidden=config.distillation.alpha_hidden,
-                hidden_loss=config.distillation.hidden_loss,
-                hidden_layer_pairs=hidden_pairs,
-            )
-            distiller.compile(
-                optimizer=build_optimizer(config.optimizer, steps), jit_compile=config.runtime.jit_compile
-            )
-        make_train, transfer_summary = _transfer_set_input(config, transfer, distiller, out_dir, strategy)
-        steps, result, seconds = _train(distiller, config, run, tokenizer, out_dir, strategy, make_train)
-        provenance = {
+        return teacher, tokenizer
+
+    def prepare(self, config, run, teacher):
+        self.transfer = _transfer_set(config, run, teacher, run.tokenizer)
+        return len(self.transfer)  # an epoch is one pass over the transfer set, its extra rows included
+
+    def build(self, config, run, teacher, steps):
+        from distil_tf.distillation.distillation_losses import mapped_layer_pairs
+        from distil_tf.distillation.task_distiller import TaskDistiller
+
+        student, self.layer_map, self.head = build_student(config, teacher, run.tokenizer, run.task)
+        if config.distillation.freeze_position_embeddings:
+            student.encoder.position_embedding.trainable = False
+        hidden_pairs, self.hidden_map = None, None
+        if config.distillation.alpha_hidden > 0:
+            self.hidden_map, hidden_source = hidden_layer_map(config, teacher, student, self.layer_map)
+            hidden_pairs = mapped_layer_pairs(self.hidden_map)
+            print(f"hidden-state loss: student layers 0..{len(self.hidden_map) - 1} against teacher layers "
+                  f"{self.hidden_map} ({hidden_source})")
+        settings = config.distillation
+        distiller = TaskDistiller(
+            teacher, student, alpha_ce=settings.alpha_ce, alpha_task=settings.alpha_task,
+            temperature=settings.temperature, soft_loss=settings.soft_loss, alpha_hidden=settings.alpha_hidden,
+            hidden_loss=settings.hidden_loss, hidden_layer_pairs=hidden_pairs,
+        )
+        distiller.compile(optimizer=build_optimizer(config.optimizer, steps), jit_compile=config.runtime.jit_compile)
+        return distiller
+
+    def training_input(self, config, run, distiller, out_dir, strategy):
+        make_train, self.transfer_summary = _transfer_set_input(config, self.transfer, distiller, out_dir, strategy)
+        return make_train
+
+    def saved_model(self, distiller):
+        return distiller.student
+
+    def provenance(self, config, run):
+        return {
             "kind": "task_distilled",
-            "task": task.name,
+            "task": run.task.name,
             "teacher": str(config.teacher),
             "student_init": str(config.student),
-            "layer_map": layer_map,
-            "head": head,
+            "layer_map": self.layer_map,
+            "head": self.head,
             "distillation": dataclasses.asdict(config.distillation),
-            "hidden_layer_map": hidden_map,
-            "transfer_set": transfer_summary,
-            **_run_provenance(config, run, steps),
+            "hidden_layer_map": self.hidden_map,
+            "transfer_set": self.transfer_summary,
         }
-        return _finish(config, run, distiller.student, tokenizer, out_dir, out_dir / DISTILLED_MODEL_DIR,
-                       provenance, steps, result, seconds, vocab_path, extra={"transfer_set": transfer_summary})
-    finally:
-        keras.config.set_dtype_policy("float32")
+
+    def summary(self):
+        return {"transfer_set": self.transfer_summary}
+
+
+def run_task_distillation(config):
+    """Distil a fine-tuned teacher into a student on a task, save and score the student; returns the summary."""
+    return train_lib.run(config, _TaskDistillation())
 
 
 def _evaluate_served(version_dir, spec, source, split, output, limit, skip, batch_size, max_seq_length):
@@ -676,7 +413,7 @@ def run_evaluation(model_path, task, data_dir=None, split=None, output=None, lim
         doc_stride=trained_data.get("doc_stride") or EvaluationOptions.doc_stride,
         max_query_length=trained_data.get("max_query_length") or EvaluationOptions.max_query_length,
     )
-    vocab_path = _vocab_path_for(task, model_path)
+    vocab_path = train_lib.vocab_path_for(task, model_path)
     splits = task_inputs.evaluation_splits(spec, source, split)
     evaluation = evaluate_on_splits(model, tokenizer, task, source, splits, options, vocab_path, limit, skip)
     result = {
