@@ -118,6 +118,19 @@ def cmd_count_tokens(args):
     print(f"counted {int(counts.sum()):,} tokens ({int((counts > 0).sum()):,} distinct ids) into {out}")
 
 
+def cmd_pretokenize(args):
+    from distil_tf.data import sequence_shards
+    from distil_tf.text import load_tokenizer
+
+    manifest = sequence_shards.write_sequence_shards(
+        args.corpus, load_tokenizer(args.tokenizer), args.out, args.max_seq_length,
+        min_length=args.min_seq_length, sequences_per_shard=args.sequences_per_shard, overwrite=args.overwrite,
+    )
+    print(f"wrote {manifest['sequences']:,} sequences ({manifest['tokens']:,} tokens) in "
+          f"{len(manifest['shards'])} shards to {args.out}; pass --corpus {args.out} to distill, "
+          f"count-tokens or fit-mlm-head at --max-seq-length {args.max_seq_length}")
+
+
 def wait_for_model(server, model, rest=False, seconds=60.0):
     """Block until `model` has an AVAILABLE version on `server`, or raise after `seconds`.
 
@@ -283,6 +296,22 @@ def build_parser():
     count.add_argument("--max-seq-length", type=int, default=512)
     count.set_defaults(handler=cmd_count_tokens)
 
+    pretokenize = commands.add_parser(
+        "pretokenize", help="tokenize a corpus once into TFRecord shards of ids (read back by --corpus DIR)",
+        description="Stream the corpus through general distillation's cleaning, tokenization, chunking and "
+        "filters (corpus order) into OUT/shard-*.tfrecord plus OUT/sequences.json, which pins the vocabulary "
+        "and lengths: runs with --corpus OUT skip tokenizing, and a mismatched tokenizer or length is refused.")
+    pretokenize.add_argument("--corpus", nargs="+", required=True, help="text files/globs (.gz ok), "
+                             "TFRecords, or tfds:NAME")
+    pretokenize.add_argument("--tokenizer", required=True, help="model directory or vocab.txt")
+    pretokenize.add_argument("--out", required=True, help="directory to create")
+    pretokenize.add_argument("--max-seq-length", type=int, default=128, help="the distillation's max length")
+    pretokenize.add_argument("--min-seq-length", type=int, default=None, help="drop shorter sequences "
+                             "(default 12, the original's)")
+    pretokenize.add_argument("--sequences-per-shard", type=int, default=100_000)
+    pretokenize.add_argument("--overwrite", action="store_true")
+    pretokenize.set_defaults(handler=cmd_pretokenize)
+
     export = commands.add_parser(
         "export", help="export a task model or an encoder as a TF Serving SavedModel version",
         description="Write BASE/<version>/ (next free version by default, published "
@@ -384,11 +413,12 @@ def _task_commands(commands):
 
 
 def _benchmark_commands(commands):
-    from distil_tf.benchmarks import retention, speed, training_throughput
+    from distil_tf.benchmarks import input_pipeline, retention, speed, training_throughput
 
     speed.register(commands)
     training_throughput.register(speed.benchmark_subparsers(commands))
     retention.register(speed.benchmark_subparsers(commands))
+    input_pipeline.register(speed.benchmark_subparsers(commands))
 
 
 _EXTRA_COMMANDS = [_task_commands, _benchmark_commands]

@@ -86,3 +86,19 @@ def test_shards_written_for_another_vocabulary_or_length_are_refused(tmp_path, t
         corpus.build_sequence_dataset([str(tmp_path / "ids"), text_corpus], tokenizer, 32)
     with pytest.raises(ValueError, match="no sequences.json"):
         corpus.build_sequence_dataset(f"sequences:{tmp_path}", tokenizer, 32)
+
+
+def test_pretokenize_command_writes_the_shards_and_refuses_an_existing_dir(tmp_path, text_corpus, capsys):
+    from distil_tf.cli import main
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(SPECIALS + WORDS) + "\n")
+    args = ["pretokenize", "--corpus", text_corpus, "--tokenizer", str(vocab), "--out", str(tmp_path / "ids"),
+            "--max-seq-length", "32", "--sequences-per-shard", "10"]
+    assert main(args) == 0
+    manifest = sequence_shards.read_manifest(tmp_path / "ids")
+    assert f"wrote {manifest['sequences']:,} sequences" in capsys.readouterr().out
+    assert len(manifest["shards"]) == -(-manifest["sequences"] // 10)
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "exists; pass --overwrite" in error
