@@ -3,7 +3,9 @@
 #   distill-task with the teacher-output cache, without it (--no-cache), and with the
 #   cache but without length grouping; plain finetune with and without length grouping.
 #   bash scripts/cache_step_time.sh TEACHER_RUN [OUT]
-# Per step = (fit seconds at 100 steps - at 20 steps) / 80, so start-up and tracing cancel out.
+# Per step = (training-loop seconds at 100 steps - at 20 steps) / 80, so start-up and tracing
+# cancel out (metrics.json's train_loop_seconds: the batches only, not the final checkpoint's
+# write, whose disk time varied by 2-43 s between runs here).
 # Run it with nothing else on the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +33,7 @@ done
 .venv/bin/python - "$OUT" $MODES <<'PY'
 import json, pathlib, sys
 out, modes = pathlib.Path(sys.argv[1]), sys.argv[2:]
-seconds = {(mode, steps): json.loads((out / f"{mode}-{steps}" / "metrics.json").read_text())["seconds"]
+seconds = {(mode, steps): json.loads((out / f"{mode}-{steps}" / "metrics.json").read_text())["train_loop_seconds"]
            for mode in modes for steps in (20, 100)}
 per_step = {mode: round((seconds[mode, 100] - seconds[mode, 20]) / 80, 3) for mode in modes}
 for mode in modes:
@@ -39,6 +41,6 @@ for mode in modes:
 print(f"no cache / cache {per_step['no-cache'] / per_step['cache']:.2f}x; "
       f"ungrouped / grouped: distill-task {per_step['cache-ungrouped'] / per_step['cache']:.2f}x, "
       f"finetune {per_step['finetune-ungrouped'] / per_step['finetune']:.2f}x")
-json.dump({"fit_seconds": {f"{m}_{s}": v for (m, s), v in seconds.items()}, "seconds_per_step": per_step},
+json.dump({"train_loop_seconds": {f"{m}_{s}": v for (m, s), v in seconds.items()}, "seconds_per_step": per_step},
           open(out / "step_times.json", "w"), indent=2)
 PY

@@ -176,7 +176,7 @@ def read_sequence_shards(directory, tokenizer, max_length, *, min_length, max_un
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     # shuffle_buffer 0 keeps corpus order (as the text pipeline does): one shard after the other.
     cycle_length = min(cycle_length, len(paths)) if shuffle_buffer > 0 else 1
-    records = files.interleave(tf.data.TFRecordDataset, cycle_length=cycle_length, deterministic=True)
+    records = files.interleave(tf.data.TFRecordDataset, cycle_length=cycle_length)
     if num_pipelines > 1 and not file_sharding:
         records = records.shard(num_pipelines, pipeline_id)
     spec = {"token_ids": tf.io.VarLenFeature(tf.int64)}

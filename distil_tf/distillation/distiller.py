@@ -148,7 +148,8 @@ class MaskedLMDistiller(DistributedBuildMixin, keras.distillation.Distiller):
         if needs_teacher_head and teacher.mlm_head is None:
             raise ValueError(
                 "the teacher has no MLM head (e.g. all-MiniLM-L6-v2, a keras-hub preset): "
-                "use a BertForMaskedLM teacher or set alpha_ce=0 and alpha_mse=0"
+                "use a BertForMaskedLM teacher, fit a head with `distil-tf fit-mlm-head`, "
+                "or set alpha_ce=0 and alpha_mse=0"
             )
         if (needs_teacher_head or alpha_mlm > 0) and student.mlm_head is None:
             raise ValueError("the student has no MLM head; initialize it from a teacher with one")

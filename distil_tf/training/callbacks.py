@@ -145,12 +145,22 @@ class Throughput(keras.callbacks.Callback):
     """
 
     def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
+        self.start = self.last_batch_end = time.perf_counter()
+
+    @property
+    def loop_seconds(self):
+        """Seconds from the start of training to the end of its last batch.
+
+        Unlike a wall time around `fit`, it leaves out the final checkpoint's
+        write, whose disk time varies by tens of seconds between runs.
+        """
+        return self.last_batch_end - self.start
 
     def on_train_batch_end(self, batch, logs=None):
+        self.last_batch_end = time.perf_counter()
         if logs is None:
             return
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        elapsed = max(self.last_batch_end - self.start, 1e-9)
         if "tokens" in logs:
             logs["tokens_per_second"] = float(logs["tokens"]) / elapsed
         optimizer = self.model.optimizer

@@ -232,7 +232,8 @@ def resolve_loss_weights(distillation, teacher_has_mlm_head, teacher_pooling, te
             raise ValueError(
                 f"{settings} needs the teacher's masked-LM head, and {teacher_name} has none: "
                 f"drop the term ({zeros}; the hidden-state terms still apply) or use a teacher "
-                "with an MLM head (a BertForMaskedLM checkpoint)"
+                "with an MLM head (a BertForMaskedLM checkpoint, or fit one: distil-tf fit-mlm-head "
+                f"--teacher {teacher_name} --corpus C --out T_MLM)"
             )
         reasons = ["teacher has no MLM head: ce and mlm off"]
         pooled_cos = config.alpha_pooled_cos

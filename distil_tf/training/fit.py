@@ -64,7 +64,9 @@ def fit(model, make_dataset, out_dir, steps, *, strategy=None, global_batch_size
         log_every: TensorBoard scalars every N batches (rounded to updates).
 
     Returns:
-        `{"history": dict, "initial_step": int, "steps": int}` (batches).
+        `{"history": dict, "initial_step": int, "steps": int}` (batches), and
+        `loop_seconds` (training batches only, not the final checkpoint)
+        when it trained.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -93,11 +95,12 @@ def fit(model, make_dataset, out_dir, steps, *, strategy=None, global_batch_size
 
     update_batch_size = None if global_batch_size is None else global_batch_size * batches_per_update
     dataset = global_batches(strategy, resumable, update_batch_size)
+    throughput = Throughput()
     run_callbacks = [
         # Before the checkpoint: never save a NaN.
         NonFiniteLossGuard(initial_step, batches_per_update),
         StepCheckpoint(checkpoint_dir, checkpoint_every, initial_step, batches_per_update),
-        Throughput(),
+        throughput,
         keras.callbacks.TensorBoard(
             str(out_dir / TENSORBOARD_DIR), update_freq=max(log_every // batches_per_update, 1)
         ),
@@ -109,4 +112,5 @@ def fit(model, make_dataset, out_dir, steps, *, strategy=None, global_batch_size
         dataset, epochs=1, steps_per_epoch=remaining // batches_per_update, callbacks=run_callbacks,
         verbose=verbose, shuffle=False,
     )
-    return {"history": history.history, "initial_step": initial_step, "steps": steps}
+    return {"history": history.history, "initial_step": initial_step, "steps": steps,
+            "loop_seconds": throughput.loop_seconds}

@@ -357,6 +357,8 @@ def run(config, trainer):
             "steps": steps,
             "resumed_from_step": result["initial_step"],
             "seconds": round(seconds, 2),
+            # The training batches alone (no final checkpoint write): what step times divide.
+            "train_loop_seconds": round(result.get("loop_seconds", 0.0), 2),
             "final_train_loss": {key: float(values[-1]) for key, values in result["history"].items()},
             "data": dict(task_run.data_summary(config), eval_limit=config.data.eval_limit,
                          eval_skip=config.data.eval_skip),

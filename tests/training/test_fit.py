@@ -59,8 +59,13 @@ class _StopAfter(keras.callbacks.Callback):
 
 
 def test_accumulated_run_counts_batches_and_updates(tmp_path):
+    import time
+
     model = _model(24, accumulation=4)
+    started = time.perf_counter()
     result = fit(model, _make_dataset, tmp_path, 24, global_batch_size=BATCH, checkpoint_every=10, verbose=0)
+    # The training loop's own time: inside the call's, without the final checkpoint's write.
+    assert 0 < result["loop_seconds"] < time.perf_counter() - started
     # 24 batches of 4 rows = 6 updates of 16 rows.
     assert int(model.optimizer.iterations) == 6 and result["steps"] == 24
     state = json.loads((tmp_path / "checkpoints" / "checkpoint.json").read_text())

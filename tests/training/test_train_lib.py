@@ -136,6 +136,7 @@ def test_saved_before_scored_then_a_rerun_resumes_and_finishes(tmp_path, glue_di
     _recording_evaluation(monkeypatch, again)
     summary = train_lib.run(_config(out, glue_dir, steps=2), again)
     assert (summary["steps"], summary["resumed_from_step"], summary["final_train_loss"]) == (2, 2, {})
+    assert summary["train_loop_seconds"] == 0.0  # nothing left to train
     assert int(again.trainee.optimizer.iterations) == 2
     assert dict(again.events)["evaluate"] == saved
     assert _state(out) == {"config.yaml": True, "status": "finished", "final_model": "model", "model": True,
