@@ -56,20 +56,31 @@ def cmd_info(args):
     print(summarize(args.model))
 
 
-def cmd_distill(args):
-    from distil_tf.training.distill import DistillConfig, run_distillation
+def _corpus_run_config(cls, args, extra_flag_overrides=(), **fields):
+    """The config of a corpus command (distill, fit-mlm-head) from its flags.
 
-    fields = {"teacher": args.teacher, "student": args.student, "out": args.out}
-    fields = {key: value for key, value in fields.items() if value is not None}
+    `resolve_training_config`'s order (defaults < --config < flags < --set),
+    the length and batch flags on `data`; `fields` (explicit flags such as
+    --teacher, unset ones None) win over the YAML; --corpus and
+    --validation-corpus, when given, replace the YAML's lists.
+    """
     config = resolve_training_config(
-        DistillConfig, args,
+        cls, args,
         {"steps": "steps", "batch_size": "data.batch_size", "max_seq_length": "data.max_seq_length"},
-        **fields,
+        extra_flag_overrides=extra_flag_overrides,
+        **{key: value for key, value in fields.items() if value is not None},
     )
     if args.corpus:
         config.data.corpus = list(args.corpus)
     if args.validation_corpus:
         config.data.validation_corpus = list(args.validation_corpus)
+    return config
+
+
+def cmd_distill(args):
+    from distil_tf.training.distill import DistillConfig, run_distillation
+
+    config = _corpus_run_config(DistillConfig, args, teacher=args.teacher, student=args.student, out=args.out)
     if args.random_init:
         config.random_init = True
     summary = run_distillation(config)
@@ -85,18 +96,11 @@ def cmd_distill(args):
 def cmd_fit_mlm_head(args):
     from distil_tf.training.mlm_head import FitMlmHeadConfig, fit_mlm_head
 
-    fields = {"teacher": args.teacher, "out": args.out}
-    fields = {key: value for key, value in fields.items() if value is not None}
-    config = resolve_training_config(
+    config = _corpus_run_config(
         FitMlmHeadConfig, args,
-        {"steps": "steps", "batch_size": "data.batch_size", "max_seq_length": "data.max_seq_length"},
         extra_flag_overrides=[f"optimizer.learning_rate={args.learning_rate}"] if args.learning_rate else [],
-        **fields,
+        teacher=args.teacher, out=args.out,
     )
-    if args.corpus:
-        config.data.corpus = list(args.corpus)
-    if args.validation_corpus:
-        config.data.validation_corpus = list(args.validation_corpus)
     if args.overwrite_head:
         config.overwrite_head = True
     summary = fit_mlm_head(config)

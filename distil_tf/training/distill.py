@@ -31,18 +31,15 @@ Output directory: `config.yaml` (resolved config), `token_counts.npy`,
 """
 
 import dataclasses
-import json
 import pathlib
-import time
 import typing
 
 import numpy as np
 
-from distil_tf import config as config_lib
-from distil_tf import run_dir
 from distil_tf.distillation.distillation_losses import mapped_layer_pairs
+from distil_tf.training import train_lib
 from distil_tf.training.optimization import OptimizerConfig, build_optimizer
-from distil_tf.training.runtime import RuntimeConfig, is_chief, setup_runtime
+from distil_tf.training.runtime import RuntimeConfig, is_chief
 
 
 @dataclasses.dataclass
@@ -425,6 +422,16 @@ def evaluate_mlm(distiller, make_dataset, max_batches=50):
     return {name: value / max(batches, 1) for name, value in totals.items()}
 
 
+def check_corpus_run(config):
+    """The fields a corpus run (`distill`, `fit-mlm-head`) cannot start without, each named by its flag."""
+    if not config.teacher:
+        raise ValueError("no teacher: pass --teacher")
+    if not config.out:
+        raise ValueError("no output directory: pass --out")
+    if not config.data.corpus:
+        raise ValueError("no corpus: pass --corpus")
+
+
 def run_distillation(config, callbacks=()):
     """Run a general-purpose distillation; returns a summary dict.
 
@@ -432,32 +439,12 @@ def run_distillation(config, callbacks=()):
         config: `DistillConfig`.
         callbacks: extra Keras callbacks (progress hooks, tests).
     """
-    import keras
-
-    if not config.teacher:
-        raise ValueError("no teacher: pass --teacher")
-    if not config.out:
-        raise ValueError("no output directory: pass --out")
-    if not config.data.corpus:
-        raise ValueError("no corpus: pass --corpus")
-    if config.runtime.strategy == "tpu" and not config.data.fixed_shapes:
-        # A TPU compiles one program per batch shape: dynamic padding would
-        # recompile constantly (or fail), so TPU runs always use fixed shapes.
-        print("strategy tpu: using fixed shapes (data.fixed_shapes=true)")
-        config.data.fixed_shapes = True
+    check_corpus_run(config)
+    train_lib.use_fixed_shapes_on_tpu(config)
     out_dir = pathlib.Path(config.out)
-    student_dir = out_dir / "student"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config_lib.save_config(config, out_dir)
-    if is_chief():
-        run_dir.mark_run_started(out_dir, "distill")
-
-    strategy = setup_runtime(config.runtime)
-    try:
-        return _run(config, strategy, out_dir, student_dir, callbacks)
-    finally:
-        # The precision policy is process-global; leave the process as found.
-        keras.config.set_dtype_policy("float32")
+    train_lib.start_run(config, out_dir, "distill")
+    with train_lib.training_runtime(config.runtime) as strategy:
+        return _run(config, strategy, out_dir, callbacks)
 
 
 def _initialization(config):
@@ -471,10 +458,8 @@ def _initialization(config):
     return "random" if config.random_init else "teacher_layers"
 
 
-def _run(config, strategy, out_dir, student_dir, callbacks):
+def _run(config, strategy, out_dir, callbacks):
     from distil_tf.distillation import MaskedLMDistiller
-    from distil_tf.models import save_model
-    from distil_tf.training.fit import fit
 
     with strategy.scope():
         teacher, student, tokenizer, layer_map = build_models(config)
@@ -539,21 +524,11 @@ def _run(config, strategy, out_dir, student_dir, callbacks):
                                               masked=masked)
     before = evaluate_mlm(distiller, make_validation) if make_validation else None
 
-    started = time.perf_counter()
-    result = fit(
-        distiller, make_train, out_dir, config.steps,
-        strategy=strategy, global_batch_size=config.data.batch_size,
-        checkpoint_every=config.checkpoint_every, log_every=config.log_every,
-        callbacks=callbacks,
-    )
-    elapsed = time.perf_counter() - started
+    result, seconds = train_lib.timed_fit(distiller, make_train, out_dir, config.steps, strategy, config, callbacks)
     after = evaluate_mlm(distiller, make_validation) if make_validation else None
 
     summary = {
-        "steps": config.steps,
-        "resumed_from_step": result["initial_step"],
-        "seconds": round(elapsed, 2),
-        "final_train_loss": {k: float(v[-1]) for k, v in result["history"].items()},
+        **train_lib.fit_summary(config.steps, result, seconds),
         "validation_before": before,
         "validation_after": after,
         "strategy": type(strategy).__name__,
@@ -565,22 +540,18 @@ def _run(config, strategy, out_dir, student_dir, callbacks):
         "masked_inputs": masked,
         "hidden_projection": projected,
     }
-    if is_chief():
-        provenance = {
-            "kind": "distilled_student",
-            "teacher": config.teacher,
-            "teacher_layers": teacher.num_layers,
-            "layer_map": layer_map,
-            "initialization": _initialization(config),
-            # The weights as resolved for this teacher (no `None`s).
-            "distillation": dict(dataclasses.asdict(config.distillation),
-                                 **{f"alpha_{name}": value for name, value in weights.items()}),
-            "steps": config.steps,
-        }
-        # The float32 copy: a run under a mixed policy still writes float32
-        # weights (Keras keeps float32 variables), loadable anywhere.
-        save_model(distiller.student, student_dir, tokenizer, provenance=provenance, overwrite=True)
-        run_dir.mark_model_saved(out_dir, student_dir)
-        (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-        run_dir.mark_run_finished(out_dir)
+    provenance = {
+        "kind": "distilled_student",
+        "teacher": config.teacher,
+        "teacher_layers": teacher.num_layers,
+        "layer_map": layer_map,
+        "initialization": _initialization(config),
+        # The weights as resolved for this teacher (no `None`s).
+        "distillation": dict(dataclasses.asdict(config.distillation),
+                             **{f"alpha_{name}": value for name, value in weights.items()}),
+        "steps": config.steps,
+    }
+    # The student alone: the projection (if any) stays in the checkpoints.
+    train_lib.save_final_model(out_dir, distiller.student, out_dir / "student", tokenizer, provenance)
+    train_lib.finish_run(out_dir, summary)
     return summary

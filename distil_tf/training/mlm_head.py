@@ -29,20 +29,18 @@ loadable by `distil_tf.load_model`, its provenance recording the fit),
 import dataclasses
 import json
 import pathlib
-import time
 import types
 
 import keras
 import numpy as np
 from keras import ops
 
-from distil_tf import config as config_lib
-from distil_tf import run_dir
 from distil_tf.distillation import losses
 from distil_tf.models.distributed_build import DistributedBuildMixin
-from distil_tf.training.distill import CorpusConfig, DistillationConfig, mlm_dataset_factory
+from distil_tf.training import train_lib
+from distil_tf.training.distill import CorpusConfig, DistillationConfig, check_corpus_run, mlm_dataset_factory
 from distil_tf.training.optimization import OptimizerConfig, build_optimizer
-from distil_tf.training.runtime import RuntimeConfig, is_chief, setup_runtime
+from distil_tf.training.runtime import RuntimeConfig
 
 MODEL_DIR = "teacher"
 SPLIT_DIR = "data"
@@ -300,12 +298,7 @@ def evaluate_heldout(fitter, make_dataset, batch_size, max_batches):
 
 
 def _check_config(config):
-    if not config.teacher:
-        raise ValueError("no teacher: pass --teacher")
-    if not config.out:
-        raise ValueError("no output directory: pass --out")
-    if not config.data.corpus:
-        raise ValueError("no corpus: pass --corpus")
+    check_corpus_run(config)
     if config.head_init not in ("unigram", "keras_hub"):
         raise ValueError(f"head_init must be 'unigram' or 'keras_hub', got '{config.head_init}'")
     if config.heldout_batches < 1:
@@ -321,30 +314,23 @@ def fit_mlm_head(config, callbacks=()):
 
     Returns:
         dict with `heldout_before` / `heldout_after` (`evaluate_heldout`),
-        `steps`, `resumed_from_step`, `seconds`, `final_train_loss`,
-        `trained_weights`, `model_dir`...; also written to `OUT/metrics.json`.
+        `steps`, `resumed_from_step`, `seconds`, `train_loop_seconds`,
+        `final_train_loss` (`train_lib.fit_summary`), `trained_weights`,
+        `model_dir`...; also written to `OUT/metrics.json`.
 
     Raises:
         ValueError: no teacher, corpus or output; a teacher that already has
             an MLM head without `overwrite_head`; a corpus too small to split.
     """
     _check_config(config)
-    if config.runtime.strategy == "tpu" and not config.data.fixed_shapes:
-        print("strategy tpu: using fixed shapes (data.fixed_shapes=true)")
-        config.data.fixed_shapes = True
-    out_dir = pathlib.Path(config.out)
-    strategy = setup_runtime(config.runtime)
-    try:
-        return _run(config, strategy, out_dir, callbacks)
-    finally:
-        # The precision policy is process-global; leave the process as found.
-        keras.config.set_dtype_policy("float32")
+    train_lib.use_fixed_shapes_on_tpu(config)
+    with train_lib.training_runtime(config.runtime) as strategy:
+        return _run(config, strategy, pathlib.Path(config.out), callbacks)
 
 
 def _run(config, strategy, out_dir, callbacks):
     from distil_tf.data.token_counts import count_tokens, load_token_counts
-    from distil_tf.models import describe_model, load_model_and_tokenizer, save_model
-    from distil_tf.training.fit import fit
+    from distil_tf.models import describe_model, load_model_and_tokenizer
 
     with strategy.scope():
         teacher, tokenizer = load_model_and_tokenizer(config.teacher)
@@ -355,10 +341,7 @@ def _run(config, strategy, out_dir, callbacks):
                 f"(distil-tf distill --teacher {config.teacher}) or pass --overwrite-head to fit a new one"
             )
     # Checked the input first: nothing is written for a refused teacher.
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config_lib.save_config(config, out_dir)
-    if is_chief():
-        run_dir.mark_run_started(out_dir, "fit-mlm-head")
+    train_lib.start_run(config, out_dir, "fit-mlm-head")
 
     split = None
     if config.data.validation_corpus:
@@ -398,14 +381,7 @@ def _run(config, strategy, out_dir, callbacks):
     print(f"held-out MLM before fitting: loss {before['mlm_loss']:.4f}, accuracy {before['mlm_accuracy']:.4f} "
           f"({before['tokens']} masked tokens)")
 
-    started = time.perf_counter()
-    result = fit(
-        fitter, make_train, out_dir, config.steps,
-        strategy=strategy, global_batch_size=config.data.batch_size,
-        checkpoint_every=config.checkpoint_every, log_every=config.log_every,
-        callbacks=callbacks,
-    )
-    elapsed = time.perf_counter() - started
+    result, seconds = train_lib.timed_fit(fitter, make_train, out_dir, config.steps, strategy, config, callbacks)
     after = evaluate_heldout(fitter, make_heldout, config.data.batch_size, config.heldout_batches)
 
     # The promise of this command: the encoder is the teacher's, bit for bit.
@@ -417,10 +393,7 @@ def _run(config, strategy, out_dir, callbacks):
     summary = {
         "teacher": config.teacher,
         "model_dir": str(model_dir),
-        "steps": config.steps,
-        "resumed_from_step": result["initial_step"],
-        "seconds": round(elapsed, 2),
-        "final_train_loss": {name: float(values[-1]) for name, values in result["history"].items()},
+        **train_lib.fit_summary(config.steps, result, seconds),
         "heldout_before": before,
         "heldout_after": after,
         "heldout_corpus": heldout_corpus,
@@ -429,30 +402,27 @@ def _run(config, strategy, out_dir, callbacks):
         "strategy": type(strategy).__name__,
         "replicas": strategy.num_replicas_in_sync,
     }
-    if is_chief():
-        provenance = dict(describe_model(config.teacher))
-        provenance.setdefault("kind", "teacher_with_fitted_mlm_head")
-        provenance.setdefault("base_model", config.teacher)
-        provenance["mlm_head"] = {
-            "fitted": True,
-            "source_model": config.teacher,
-            "replaced_existing_head": teacher.mlm_head is not None,
-            "corpus": list(config.data.corpus),
-            "trained_on": train_corpus,
-            "heldout": heldout_corpus,
-            "steps": config.steps,
-            "batch_size": config.data.batch_size,
-            "max_seq_length": config.data.max_seq_length,
-            "learning_rate": config.optimizer.learning_rate,
-            "seed": config.runtime.seed,
-            "head_init": config.head_init,
-            "heldout_before": before,
-            "heldout_after": after,
-        }
-        save_model(encoder, model_dir, tokenizer, provenance=provenance, overwrite=True)
-        run_dir.mark_model_saved(out_dir, model_dir)
-        (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-        run_dir.mark_run_finished(out_dir)
+    provenance = dict(describe_model(config.teacher))
+    provenance.setdefault("kind", "teacher_with_fitted_mlm_head")
+    provenance.setdefault("base_model", config.teacher)
+    provenance["mlm_head"] = {
+        "fitted": True,
+        "source_model": config.teacher,
+        "replaced_existing_head": teacher.mlm_head is not None,
+        "corpus": list(config.data.corpus),
+        "trained_on": train_corpus,
+        "heldout": heldout_corpus,
+        "steps": config.steps,
+        "batch_size": config.data.batch_size,
+        "max_seq_length": config.data.max_seq_length,
+        "learning_rate": config.optimizer.learning_rate,
+        "seed": config.runtime.seed,
+        "head_init": config.head_init,
+        "heldout_before": before,
+        "heldout_after": after,
+    }
+    train_lib.save_final_model(out_dir, encoder, model_dir, tokenizer, provenance)
+    train_lib.finish_run(out_dir, summary)
     return summary
 
 

@@ -1,4 +1,4 @@
-"""The one driver of task training runs; `finetune` and `distill-task` are trainers over it.
+"""The one training driver: trainers for `finetune` and `distill-task`, its pieces for `distill` and `fit-mlm-head`.
 
     summary = train_lib.run(config, trainer)
 
@@ -20,6 +20,21 @@
 
 and resets the process-global dtype policy on the way out, whatever happened.
 
+`distill` and `fit-mlm-head` train on a corpus, not on a task's data, and keep
+their own order (`distill` writes its config before the runtime is set up,
+`fit-mlm-head` only once the teacher is accepted, so a refused teacher writes
+nothing), but no copy of the steps above: they call the pieces `run` is made of,
+
+    use_fixed_shapes_on_tpu(config)                     # corpus runs: static batches on a TPU
+    with training_runtime(config.runtime) as strategy:  # step 2, and the policy reset
+        start_run(config, out_dir, command)             # step 5
+        result, seconds = timed_fit(trainee, make_train, out_dir, steps, strategy, config)  # step 7
+        summary = {..., **fit_summary(steps, result, seconds), ...}
+        save_final_model(out_dir, model, model_dir, tokenizer, provenance)  # step 8
+        finish_run(out_dir, summary)                    # step 9
+
+so their metrics.json has the same training entries (`train_loop_seconds` too).
+
 A `TaskTrainer` supplies the per-command part: which model is loaded first,
 how the trainee is built and compiled, what it trains on, which model is
 saved and what that model records. `TaskRunConfig` holds the fields every
@@ -28,6 +43,7 @@ task run shares, once; `FinetuneConfig` and `DistillTaskConfig`
 """
 
 import abc
+import contextlib
 import dataclasses
 import json
 import math
@@ -119,6 +135,19 @@ class TaskRunConfig:
 
 def _static_shapes(config):
     return config.runtime.jit_compile or config.runtime.strategy == "tpu"
+
+
+def use_fixed_shapes_on_tpu(config):
+    """Turn on `config.data.fixed_shapes` of a corpus run (`CorpusConfig`) under a TPU strategy, saying so.
+
+    A TPU compiles one program per batch shape: dynamic padding would
+    recompile constantly (or fail), so TPU runs always use fixed shapes. Task
+    runs need no switch: their batches are static under a TPU by
+    `trimmed_batches`.
+    """
+    if config.runtime.strategy == "tpu" and not config.data.fixed_shapes:
+        print("strategy tpu: using fixed shapes (data.fixed_shapes=true)")
+        config.data.fixed_shapes = True
 
 
 def trimmed_batches(config):
@@ -307,7 +336,7 @@ class TaskTrainer(abc.ABC):
 
 
 # ---------------------------------------------------------------------------
-# The driver
+# The driver, and the pieces every training command shares
 # ---------------------------------------------------------------------------
 
 
@@ -317,9 +346,6 @@ def run(config, trainer):
     Returns:
         The summary written to `metrics.json`.
     """
-    import keras
-
-    from distil_tf.models import save_model
     from distil_tf.tasks import registry
 
     for field, flag in trainer.required:
@@ -327,25 +353,24 @@ def run(config, trainer):
     task = registry.build_task(config.task)
     trainer.validate(config, task)
     out_dir = pathlib.Path(config.out)
-    strategy = setup_runtime(config.runtime)
-    try:
+    with training_runtime(config.runtime) as strategy:
         with strategy.scope():
             start_model, tokenizer = trainer.load(config, task)
         task_run = TaskRun(config, task, tokenizer, vocab_path_for(task, getattr(config, trainer.start)))
         epoch_examples = trainer.prepare(config, task_run, start_model)
-        _start_run(config, out_dir, trainer.command)
+        start_run(config, out_dir, trainer.command)
         steps = task_run.steps(config, epoch_examples)
         with strategy.scope():
             trainee = trainer.build(config, task_run, start_model, steps)
-        make_train = trainer.training_input(config, task_run, trainee, out_dir, strategy)
-        result, seconds = _fit(trainee, config, task_run, out_dir, strategy, steps, make_train)
+        make_train = (trainer.training_input(config, task_run, trainee, out_dir, strategy)
+                      or _task_pipeline(config, task_run))
+        _build_on_features(trainee, make_train, strategy)
+        result, seconds = timed_fit(trainee, make_train, out_dir, steps, strategy, config)
         model = trainer.saved_model(trainee)
         model_dir = out_dir / trainer.model_dir
         # Saved before scoring: a failing evaluation must not lose the training.
-        if is_chief():
-            provenance = {**trainer.provenance(config, task_run), **task_run.provenance(config, steps)}
-            save_model(model, model_dir, tokenizer, provenance=provenance, overwrite=True)
-            mark_model_saved(out_dir, model_dir)
+        provenance = {**trainer.provenance(config, task_run), **task_run.provenance(config, steps)}
+        save_final_model(out_dir, model, model_dir, tokenizer, provenance)
         options = evaluation_options(config, task_run.sequence_length)
         evaluation = evaluate_on_splits(
             model, tokenizer, task, task_run.source, task_run.eval_splits, options, task_run.vocab_path,
@@ -354,52 +379,105 @@ def run(config, trainer):
         summary = {
             "task": task_run.spec.name,
             "model": str(model_dir),
-            "steps": steps,
-            "resumed_from_step": result["initial_step"],
-            "seconds": round(seconds, 2),
-            # The training batches alone (no final checkpoint write): what step times divide.
-            "train_loop_seconds": round(result.get("loop_seconds", 0.0), 2),
-            "final_train_loss": {key: float(values[-1]) for key, values in result["history"].items()},
+            **fit_summary(steps, result, seconds),
             "data": dict(task_run.data_summary(config), eval_limit=config.data.eval_limit,
                          eval_skip=config.data.eval_skip),
             "evaluation": evaluation,
             **trainer.summary(),
         }
-        if is_chief():
-            (out_dir / METRICS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-            mark_run_finished(out_dir)
+        finish_run(out_dir, summary)
         return summary
+
+
+@contextlib.contextmanager
+def training_runtime(runtime):
+    """`setup_runtime(runtime)`'s strategy for the block; the float32 dtype policy again after it, whatever happened.
+
+    The precision policy is process-global: a run (or a failed one) leaves
+    the process as found, so the next model built in it is float32.
+    """
+    import keras
+
+    try:
+        yield setup_runtime(runtime)
     finally:
-        # The precision policy is process-global; leave the process as found.
         keras.config.set_dtype_policy("float32")
 
 
-def _start_run(config, out_dir, command):
+def start_run(config, out_dir, command):
     """Write the run's config and its run.json marker ("running", no final model yet)."""
+    out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config_lib.save_config(config, out_dir)
     if is_chief():
         mark_run_started(out_dir, command)
 
 
-def _fit(trainee, config, run, out_dir, strategy, steps, make_train=None):
-    """`(fit's result, seconds)` of `steps` batches from `make_train` (default: the task's pipeline)."""
-    from distil_tf.training.fit import fit
-
+def _task_pipeline(config, run):
+    """The task's own `make_train`: its training items in (trimmed, length-grouped) batches."""
     trim, static, groups = trimmed_batches(config)
-    make_train = make_train or run.task.train_dataset_factory(
+    return run.task.train_dataset_factory(
         run.train_items, run.tokenizer, run.sequence_length, seed=config.runtime.seed,
         trim=trim, drop_remainder=static, group_by_length_batches=groups,
     )
+
+
+def _build_on_features(trainee, make_train, strategy):
+    """Build an unbuilt trainee on the features of one `(features, labels)` element of `make_train`.
+
+    `fit` would build it by calling it on the whole element, labels included.
+    """
     if not trainee.built:
-        # Build on features only: `fit` builds an unbuilt model by calling it
-        # on a whole dataset element, which here is a (features, labels) pair.
         features, _ = next(iter(make_train(None, 1).take(1)))
         with strategy.scope():
             trainee(features, training=False)
+
+
+def timed_fit(trainee, make_train, out_dir, steps, strategy, config, callbacks=()):
+    """`(fit's result, seconds)` of `steps` batches of `make_train`, resuming from `out_dir/checkpoints`.
+
+    `config` gives the global batch size (`data.batch_size`) and the
+    `checkpoint_every` and `log_every` cadences; the seconds include the
+    final checkpoint write, fit's `loop_seconds` do not.
+    """
+    from distil_tf.training.fit import fit
+
     started = time.perf_counter()
     result = fit(
         trainee, make_train, out_dir, steps, strategy=strategy, global_batch_size=config.data.batch_size,
-        checkpoint_every=config.checkpoint_every, log_every=config.log_every,
+        checkpoint_every=config.checkpoint_every, log_every=config.log_every, callbacks=callbacks,
     )
     return result, time.perf_counter() - started
+
+
+def fit_summary(steps, result, seconds):
+    """The training entries of metrics.json, from `timed_fit`'s `(result, seconds)`."""
+    return {
+        "steps": steps,
+        "resumed_from_step": result["initial_step"],
+        "seconds": round(seconds, 2),
+        # The training batches alone (no final checkpoint write): what step times divide.
+        "train_loop_seconds": round(result.get("loop_seconds", 0.0), 2),
+        "final_train_loss": {name: float(values[-1]) for name, values in result["history"].items()},
+    }
+
+
+def save_final_model(out_dir, model, model_dir, tokenizer, provenance):
+    """Save `model` (with `tokenizer` and `provenance`) to `model_dir` and mark it the run's final model (chief only).
+
+    Called before metrics.json is written (and, by `run`, before scoring):
+    a run that fails after training keeps its model. Under a mixed policy
+    the weights saved are the float32 variables, loadable anywhere.
+    """
+    from distil_tf.models import save_model
+
+    if is_chief():
+        save_model(model, model_dir, tokenizer, provenance=provenance, overwrite=True)
+        mark_model_saved(out_dir, model_dir)
+
+
+def finish_run(out_dir, summary):
+    """Write `summary` to metrics.json and mark the run finished (chief only); after `save_final_model`."""
+    if is_chief():
+        (pathlib.Path(out_dir) / METRICS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        mark_run_finished(out_dir)

@@ -82,6 +82,7 @@ def test_fitting_lowers_the_heldout_mlm_loss_and_reports_it(fitted, capsys):
     train = set((fitted / "data" / "train.txt").read_text().splitlines())
     assert heldout and len(heldout) == 80 and len(train) > 0
     assert sorted(metrics["trained_weights"]) == sorted(HEAD_WEIGHTS)
+    assert 0 < metrics["train_loop_seconds"] <= metrics["seconds"]  # as the task commands record it
 
 
 def test_the_saved_encoder_is_the_teacher_bit_for_bit_with_a_trained_head(workspace, fitted):
