@@ -118,7 +118,7 @@ def sst2_accuracy(saved_model_dir, sst2_dev_tsv, limit=None, batch_size=32):
 
     Args:
         saved_model_dir: a version directory from `distil-tf export` (or
-            `ExportModule(options=...)`) of a "glue/sst2" model.
+            `create_export_module(options=...)`) of a "glue/sst2" model.
         sst2_dev_tsv: path of GLUE `SST-2/dev.tsv` (columns sentence, label).
         limit: int or None. First `limit` sentences only.
         batch_size: int.

@@ -16,7 +16,7 @@ Runners (every TensorFlow one exported here, then loaded and timed in its
 own child process with TF_ENABLE_ONEDNN_OPTS set, since TensorFlow reads it
 once at start; the `oneDNN` column says which):
 - `tf-savedmodel`: the `predict_ids` signature of the SavedModel
-  `distil_tf.export.ExportModule` writes by default (what `distil-tf export`
+  `distil_tf.export.create_export_module` writes by default (what `distil-tf export`
   publishes and TF Serving runs: the fused encoder graph), loaded with
   `tf.saved_model.load`, oneDNN off: as stock `tensorflow/serving` runs it
   on CPUs without AVX512-VNNI/BF16 or AMX, or with TF_ENABLE_ONEDNN_OPTS=0.
@@ -339,13 +339,13 @@ def _inference_options(options_kwargs):
 
 
 def export_savedmodel(model, tokenizer, path, options):
-    """The SavedModel `ExportModule` writes with `options`, at `path` (the graph does not depend on oneDNN)."""
+    """The SavedModel `create_export_module` writes with `options`, at `path` (the graph does not depend on oneDNN)."""
     import tensorflow as tf
 
-    from distil_tf.export import ExportModule
+    from distil_tf.export import create_export_module
 
     max_length = model.encoder_config["max_sequence_length"]
-    module = ExportModule(model.task_model, tokenizer, max_sequence_length=max_length, options=options)
+    module = create_export_module(model.task_model, tokenizer, max_sequence_length=max_length, options=options)
     tf.saved_model.save(module, str(path), signatures=module.get_signatures())
     return path
 

@@ -13,7 +13,7 @@ Signatures (`B` = batch, `T` = longest packed row of the batch, `H` = hidden):
 | `embed_ids` | `token_ids`, `padding_mask` (+ `segment_ids`, BERT) int32 `[B, T]` | `embedding` float32 `[B, H]` |
 
 Text is tokenized and packed in graph exactly as for task exports
-(`ExportModule`: the model's `BertWordPieceTokenizer`, `[CLS] text [SEP]`,
+(`export_base.ExportModuleBase`: the model's `BertWordPieceTokenizer`, `[CLS] text [SEP]`,
 truncated to `max_sequence_length`, padded to the longest row). An empty text
 is `[CLS] [SEP]` and gets that sequence's embedding, never an error.
 
@@ -26,9 +26,10 @@ keras-hub layers, equal to float32 rounding).
 import tensorflow as tf
 
 from distil_tf.export import packing
-from distil_tf.export.checks import check_encoder_inputs
+from distil_tf.export import warmup as warmup_records
+from distil_tf.export.export_base import ExportModuleBase, text_spec
 from distil_tf.export.fused_encoder import FusedEncoder
-from distil_tf.export.inference_options import InferenceOptions, pad_to_bucket, with_compute_dtype
+from distil_tf.export.inference_options import with_compute_dtype
 from distil_tf.models import pooling as pooling_lib
 from distil_tf.models.encoder import Encoder
 
@@ -37,7 +38,7 @@ EMBEDDING_OUTPUT = "embedding"
 EMBED_IDS_SIGNATURE = "embed_ids"
 
 
-class EmbeddingExportModule(tf.Module):
+class EmbeddingExportModule(ExportModuleBase):
     """An `Encoder` plus its tokenizer, with sentence-embedding signatures.
 
     Args:
@@ -63,6 +64,8 @@ class EmbeddingExportModule(tf.Module):
     >>> tf.saved_model.save(module, "/models/minilm/1", signatures=module.get_signatures())
     """
 
+    ids_signature_name = EMBED_IDS_SIGNATURE
+
     def __init__(
         self,
         encoder,
@@ -73,7 +76,6 @@ class EmbeddingExportModule(tf.Module):
         options=None,
         name=None,
     ):
-        super().__init__(name=name)
         if not isinstance(encoder, Encoder):
             raise ValueError(
                 f"embedding export needs an encoder (got {type(encoder).__name__}); "
@@ -86,8 +88,7 @@ class EmbeddingExportModule(tf.Module):
                 "its checkpoint, no trained BERT pooler): pass --pooling "
                 f"{'|'.join(pooling_lib.POOLINGS if encoder.architecture == 'bert' else pooling_lib.POOLINGS[1:])}"
             )
-        check_encoder_inputs(encoder, tokenizer, max_sequence_length, 2, "[CLS] [SEP]")
-        self.options = InferenceOptions() if options is None else options
+        super().__init__(encoder, tokenizer, max_sequence_length, options, 2, "[CLS] [SEP]", name=name)
         if self.options.fused_graph:
             # Only the fused copy and the pooler are saved: no MLM head, no
             # keras-hub variables (embedding tables are shared with the copy).
@@ -101,18 +102,9 @@ class EmbeddingExportModule(tf.Module):
         # `Encoder.embed` has its own.
         use_pooler = self.fused_encoder is not None and pooling == pooling_lib.CLS_POOLER
         self.pooled_dense = encoder.backbone.pooled_dense if use_pooler else None
-        self._call_encoder = (
-            tf.function(self._embedding, jit_compile=True, autograph=False) if self.options.jit_compile else self._embedding
-        )
-        self.tokenizer = tokenizer
         self.pooling = pooling
         self.normalize = encoder.normalize_embeddings if normalize is None else bool(normalize)
         self.hidden_dim = encoder.hidden_dim
-        self.uses_segment_ids = encoder.architecture == "bert"
-        self.max_sequence_length = int(max_sequence_length)
-        self.start_id = tokenizer.token_to_id("[CLS]")
-        self.end_id = tokenizer.token_to_id("[SEP]")
-        self.pad_id = tokenizer.token_to_id("[PAD]")
 
     def describe(self):
         """What the export records beside the SavedModel (`assets.extra/embedding.json`)."""
@@ -124,19 +116,17 @@ class EmbeddingExportModule(tf.Module):
             "graph": self.options.label,
         }
 
-    # ------------------------------------------------------------------
-    # Building blocks (traced inside the signatures)
-    # ------------------------------------------------------------------
+    # -- building blocks (traced inside the signatures) ----------------------------
 
     def pack(self, texts):
         """`{"token_ids", "segment_ids", "padding_mask"}` int32 `[batch, T]` of raw texts."""
         features, _ = packing.pack_segments(
-            [self.tokenizer.tokenize_ragged(texts)], self.max_sequence_length,
-            self.start_id, self.end_id, self.pad_id,
+            [self.tokenize(texts)], self.max_sequence_length, self.start_id, self.end_id, self.pad_id,
         )
         return features
 
-    def _embedding(self, inputs):
+    def forward(self, inputs):
+        """Embeddings float32 `[batch, hidden]` of packed inputs; padded positions are masked out."""
         if self.fused_encoder is not None:
             sequence_output = self.fused_encoder(inputs)  # [batch, T, hidden]
             pooled = pooling_lib.pool(sequence_output, inputs["padding_mask"], self.pooling, self.pooled_dense)
@@ -147,45 +137,32 @@ class EmbeddingExportModule(tf.Module):
 
     def embed_features(self, features):
         """Embeddings float32 `[batch, hidden]` of packed features (`[batch, T]` each)."""
-        inputs = {"token_ids": features["token_ids"], "padding_mask": features["padding_mask"]}
-        if self.uses_segment_ids:
-            inputs["segment_ids"] = features.get("segment_ids", tf.zeros_like(features["token_ids"]))
-        if self.options.buckets:
-            # Padded positions are masked, so the pooled vector is unchanged.
-            inputs, _ = pad_to_bucket(inputs, self.options.buckets)
-        return self._call_encoder(inputs)
+        # Bucket padding is masked, so the pooled vector is unchanged.
+        return self.run_model(features)
 
     def embed_texts(self, texts):
         """Embeddings float32 `[batch, hidden]` of a string tensor `[batch]`."""
         return self.embed_features(self.pack(texts))
 
-    # ------------------------------------------------------------------
-    # Signatures
-    # ------------------------------------------------------------------
+    def ids_outputs(self, features):
+        return {EMBEDDING_OUTPUT: self.embed_features(features)}
 
-    def get_signatures(self):
-        """`{signature_name: concrete function}` for `tf.saved_model.save`."""
-        ids_spec = lambda name: tf.TensorSpec([None, None], tf.int32, name=name)
+    # -- signatures -----------------------------------------------------------------
 
-        @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serving_signatures(self):
+        @tf.function(autograph=False, input_signature=[text_spec("text")])
         def serve_text(text):
             return {EMBEDDING_OUTPUT: self.embed_texts(text)}
 
-        if self.uses_segment_ids:
-            @tf.function(
-                autograph=False,
-                input_signature=[ids_spec("token_ids"), ids_spec("padding_mask"), ids_spec("segment_ids")]
-            )
-            def serve_ids(token_ids, padding_mask, segment_ids):
-                features = {"token_ids": token_ids, "padding_mask": padding_mask, "segment_ids": segment_ids}
-                return {EMBEDDING_OUTPUT: self.embed_features(features)}
-        else:
-            @tf.function(autograph=False, input_signature=[ids_spec("token_ids"), ids_spec("padding_mask")])
-            def serve_ids(token_ids, padding_mask):
-                features = {"token_ids": token_ids, "padding_mask": padding_mask}
-                return {EMBEDDING_OUTPUT: self.embed_features(features)}
+        return {"serving_default": serve_text.get_concrete_function()}
 
-        return {
-            "serving_default": serve_text.get_concrete_function(),
-            EMBED_IDS_SIGNATURE: serve_ids.get_concrete_function(),
-        }
+    def warmup_logs(self, model_name):
+        """Batch sizes 1 and 4, an empty text (a [CLS] [SEP] row), and embed_ids on real packed ids."""
+        logs = [
+            warmup_records.make_prediction_log(inputs, "serving_default", model_name)
+            for inputs in warmup_records.warmup_inputs(("text",))
+        ]
+        logs.append(warmup_records.make_prediction_log({"text": [b""]}, "serving_default", model_name))
+        texts = tf.constant([text.encode("utf-8") for text in warmup_records.WARMUP_SENTENCES])
+        logs.append(self.ids_warmup_log(self.pack(texts), model_name))
+        return logs

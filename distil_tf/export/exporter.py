@@ -1,8 +1,10 @@
 """`export_model`: a distil-tf task model or encoder directory -> a TF Serving version.
 
-A task model gets its head's signatures (`ExportModule`); an encoder gets
-sentence-embedding signatures (`EmbeddingExportModule`: text in,
-`embedding` out, pooled the way its checkpoint pools).
+A task model gets its family's export module (`export_module.create_export_module`:
+sentence prediction or question answering, over `export_base`); an encoder
+gets sentence-embedding signatures (`EmbeddingExportModule`: text in,
+`embedding` out, pooled the way its checkpoint pools). Each module writes its
+own warmup records and its `assets.extra` description.
 
 Example:
 
@@ -20,12 +22,12 @@ import tensorflow as tf
 
 from distil_tf.export import graph_ops, publish
 from distil_tf.export import warmup as warmup_records
-from distil_tf.export.embedding_module import EMBED_IDS_SIGNATURE, EmbeddingExportModule
+from distil_tf.export.embedding_module import EmbeddingExportModule
 from distil_tf.export.export_module import (
     DEFAULT_MAX_ANSWER_LENGTH,
     DEFAULT_MAX_SEQUENCE_LENGTH,
     DEFAULT_MAX_WINDOWS,
-    ExportModule,
+    create_export_module,
 )
 from distil_tf.export.inference_options import InferenceOptions, options_for_precision, resolve_precision
 from distil_tf.models.encoder import Encoder
@@ -38,45 +40,6 @@ EMBEDDING_CONFIG_FILE = "embedding.json"
 # Beside it, the export's precision: what was asked, what it resolved to on
 # the exporting CPU and why (`--precision auto` reads /proc/cpuinfo).
 INFERENCE_CONFIG_FILE = "inference.json"
-
-
-def _warmup_logs(module, model_name):
-    logs = []
-    input_names = module.serving_default_input_names()
-    for inputs in warmup_records.warmup_inputs(input_names):
-        logs.append(warmup_records.make_prediction_log(inputs, "serving_default", model_name))
-    # predict_ids is a different graph: warm it too, with real packed ids.
-    texts = [text.encode("utf-8") for text in warmup_records.WARMUP_SENTENCES]
-    pairs = [text.encode("utf-8") for text in warmup_records.WARMUP_SENTENCE_PAIRS] if module.pair else None
-    features = module.pack(tf.constant(texts), None if pairs is None else tf.constant(pairs))
-    id_inputs = {"token_ids": features["token_ids"].numpy(), "padding_mask": features["padding_mask"].numpy()}
-    if module.uses_segment_ids:
-        id_inputs["segment_ids"] = features["segment_ids"].numpy()
-    logs.append(warmup_records.make_prediction_log(id_inputs, "predict_ids", model_name))
-    # Classify/Regress run their own graph (tf.Example parsing) too.
-    kind = {"classification": "classify", "regression": "regress"}.get(module.head_type)
-    if kind is not None:
-        texts = list(warmup_records.WARMUP_SENTENCES)
-        pairs = list(warmup_records.WARMUP_SENTENCE_PAIRS) if module.pair else None
-        logs.append(warmup_records.make_example_log(kind, texts, pairs, model_name))
-    return logs
-
-
-def _embedding_warmup_logs(module, model_name):
-    # Batch sizes 1 and 4, an empty text (a [CLS] [SEP] row), and the ids
-    # signature with real packed ids: each is a graph shape real traffic has.
-    logs = [
-        warmup_records.make_prediction_log(inputs, "serving_default", model_name)
-        for inputs in warmup_records.warmup_inputs(("text",))
-    ]
-    logs.append(warmup_records.make_prediction_log({"text": [b""]}, "serving_default", model_name))
-    texts = tf.constant([text.encode("utf-8") for text in warmup_records.WARMUP_SENTENCES])
-    features = module.pack(texts)
-    id_inputs = {"token_ids": features["token_ids"].numpy(), "padding_mask": features["padding_mask"].numpy()}
-    if module.uses_segment_ids:
-        id_inputs["segment_ids"] = features["segment_ids"].numpy()
-    logs.append(warmup_records.make_prediction_log(id_inputs, EMBED_IDS_SIGNATURE, model_name))
-    return logs
 
 
 def read_embedding_config(version_dir):
@@ -203,8 +166,7 @@ def export_model(
             pooling=pooling,
             normalize=normalize, options=options,
         )
-        return _publish(module, target, warmup, verify_warmup, check_ops,
-                        lambda: _embedding_warmup_logs(module, model_name), inference_record)
+        return _publish(module, target, warmup, verify_warmup, check_ops, model_name, inference_record)
     if pooling is not None or normalize is not None:
         raise ValueError(
             f"--pooling and --normalize apply to encoder exports; {model_dir} is a task model, "
@@ -213,7 +175,7 @@ def export_model(
     trained = trained_preprocessing(model_dir)
     max_sequence_length = export_sequence_length(trained, max_sequence_length)
     recorded_windows = describe_model(model_dir).get("data") or {}
-    module = ExportModule(
+    module = create_export_module(
         model,
         tokenizer,
         max_sequence_length=max_sequence_length,
@@ -225,8 +187,7 @@ def export_model(
         options=options,
         preprocessing=trained,
     )
-    return _publish(module, target, warmup, verify_warmup, check_ops, lambda: _warmup_logs(module, model_name),
-                    inference_record)
+    return _publish(module, target, warmup, verify_warmup, check_ops, model_name, inference_record)
 
 
 def _precision_options(options, precision, cpuinfo_path):
@@ -281,14 +242,14 @@ def export_sequence_length(trained, requested):
     return int(requested)
 
 
-def _publish(module, target, warmup, verify_warmup, check_ops, make_warmup_logs, inference_record=None):
+def _publish(module, target, warmup, verify_warmup, check_ops, model_name, inference_record=None):
     signatures = module.get_signatures()
     with publish.publish_directory(target) as staging:
         tf.saved_model.save(module, str(staging), signatures=signatures)
         set_method_names(staging)
         if check_ops:
             graph_ops.check_serving_ops(staging)
-        if isinstance(module, EmbeddingExportModule):
+        if module.describe() is not None:  # the embedding export's pooling and length
             path = staging / warmup_records.WARMUP_DIRECTORY / EMBEDDING_CONFIG_FILE
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(module.describe(), indent=2) + "\n")
@@ -297,7 +258,7 @@ def _publish(module, target, warmup, verify_warmup, check_ops, make_warmup_logs,
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(inference_record, indent=2, default=list) + "\n")
         if warmup:
-            warmup_records.write_warmup_requests(staging, make_warmup_logs())
+            warmup_records.write_warmup_requests(staging, module.warmup_logs(model_name))
             if verify_warmup:
                 warmup_records.verify_warmup_requests(staging)
     return target

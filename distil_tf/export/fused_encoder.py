@@ -1,6 +1,6 @@
 """`FusedEncoder`: an encoder's inference pass as a lean graph for CPU serving.
 
-The default model graph of `ExportModule` (`InferenceOptions.fused_graph`).
+The default model graph of every export module (`export_base`, `InferenceOptions.fused_graph`).
 At batch size 1 on a CPU the keras-hub graph spends a measurable share of
 its time outside the matmuls: three `EinsumDense` projections per layer,
 with reshapes and transposes around each, and a masked `Softmax` layer.

@@ -139,7 +139,7 @@ def pack_segments(
 def pack_texts(tokenize, texts, text_pairs, preprocessing, sequence_length, start_id, end_id, pad_id):
     """Clean, tokenize, truncate and pack texts as the model was trained: the one text-to-ids path of every export.
 
-    The SavedModel signatures (`ExportModule.pack`, in graph) and the TFLite
+    The SavedModel signatures (`SentencePredictionExportModule.pack`, in graph) and the TFLite
     host-side packer (`tflite_format.pack_for_tflite`, eagerly) both call this.
 
     Args:

@@ -148,6 +148,18 @@ class Task(abc.ABC):
         """
         return task_losses.supervised_loss(self.head_type, labels, outputs)
 
+    # -- export ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def export_module(self, model, tokenizer, sequence_length, options=None, where="MODEL", **family_options):
+        """The family's TF Serving module for `model` (`distil_tf.export`): what `distil-tf export` writes.
+
+        Packs text with this task's preprocessing at `sequence_length` (the
+        one training used), so the served model sees the trained tokens.
+        `export.create_export_module` picks the same class from a saved
+        model's head type, where no task object is at hand.
+        """
+
     # -- evaluation -----------------------------------------------------------
 
     def check_model(self, model, where):

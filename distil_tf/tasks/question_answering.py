@@ -93,6 +93,20 @@ class QuestionAnsweringTask(Task):
     def num_classes(self):
         return None
 
+    def export_module(self, model, tokenizer, sequence_length, options=None, doc_stride=None, max_query_length=None,
+                      where="MODEL"):
+        """A `QuestionAnsweringExportModule`: question and context in, answer and its offsets out.
+
+        `doc_stride` and `max_query_length` are training's windowing (None:
+        the module's defaults for `sequence_length`).
+        """
+        from distil_tf.export.question_answering_module import QuestionAnsweringExportModule
+
+        self.check_model(model, where)
+        return QuestionAnsweringExportModule(model, tokenizer, sequence_length, max_query_length=max_query_length,
+                                             doc_stride=doc_stride, options=options,
+                                             preprocessing=self.preprocessing_for(sequence_length))
+
     def evaluate(self, model, tokenizer, examples, options, vocab_path=None):
         """`Task.evaluate` on `SquadQuestion`s; adds `"windows"`, the features scored."""
         from distil_tf.data import squad

@@ -41,6 +41,14 @@ class SentencePredictionTask(Task):
     def num_classes(self):
         return len(self.spec.label_names) if self.head_type == CLASSIFICATION else None
 
+    def export_module(self, model, tokenizer, sequence_length, options=None, where="MODEL"):
+        """A `SentencePredictionExportModule`: text (and text_pair) in, logits/labels or score out."""
+        from distil_tf.export.sentence_prediction_module import SentencePredictionExportModule
+
+        self.check_model(model, where)
+        return SentencePredictionExportModule(model, tokenizer, sequence_length, pair=self.spec.is_pair,
+                                              options=options, preprocessing=self.preprocessing_for(sequence_length))
+
     def predict(self, model, tokenizer, examples, sequence_length, batch_size=64):
         """Per-example predictions: class ids `[n]` (argmax of the logits) or regression scores `[n]`."""
         dataset = self.batches(examples, tokenizer, sequence_length, batch_size)

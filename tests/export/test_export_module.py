@@ -7,7 +7,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from distil_tf.data.squad import _split_context
-from distil_tf.export import ExportModule
+from distil_tf.export import create_export_module
 from distil_tf.export.export_module import resolve_pair
 from distil_tf.export.warmup import make_example
 
@@ -368,8 +368,8 @@ def test_empty_batch(sst2_export, squad_export):
 def test_unregistered_task_needs_an_explicit_pair_flag(bert_tokenizer, task_model_builder):
     model = task_model_builder(bert_tokenizer, "distilbert", "classification", "my/task", label_names=["a", "b"])
     with pytest.raises(ValueError, match="pass pair=True or pair=False"):
-        ExportModule(model, bert_tokenizer, max_sequence_length=MAX_SEQUENCE_LENGTH)
-    module = ExportModule(model, bert_tokenizer, max_sequence_length=MAX_SEQUENCE_LENGTH, pair=True)
+        create_export_module(model, bert_tokenizer, max_sequence_length=MAX_SEQUENCE_LENGTH)
+    module = create_export_module(model, bert_tokenizer, max_sequence_length=MAX_SEQUENCE_LENGTH, pair=True)
     assert module.pair and module.serving_default_input_names() == ("text", "text_pair")
 
 
@@ -382,12 +382,56 @@ def test_pair_flag_contradicting_the_registry_is_refused():
 def test_lengths_are_checked(bert_tokenizer, task_model_builder):
     model = task_model_builder(bert_tokenizer, "bert", "span", "squad/v1.1")
     with pytest.raises(ValueError, match="exceeds the model's 64 position embeddings"):
-        ExportModule(model, bert_tokenizer, max_sequence_length=128)
+        create_export_module(model, bert_tokenizer, max_sequence_length=128)
     with pytest.raises(ValueError, match="max_query_length 61"):
-        ExportModule(model, bert_tokenizer, max_sequence_length=64, max_query_length=61)
+        create_export_module(model, bert_tokenizer, max_sequence_length=64, max_query_length=61)
 
 
 def test_bare_encoder_is_refused(bert_tokenizer, task_model_builder):
     model = task_model_builder(bert_tokenizer, "distilbert", "regression", "glue/stsb")
     with pytest.raises(ValueError, match="only task models can be exported"):
-        ExportModule(model.encoder, bert_tokenizer)
+        create_export_module(model.encoder, bert_tokenizer)
+
+
+# ---------------------------------------------------------------------------
+# One module per task family, over one base
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task, head_type, family, signatures", [
+    ("glue/sst2", "classification", "SentencePredictionExportModule",
+     ["classify", "predict_ids", "serving_default"]),
+    ("glue/stsb", "regression", "SentencePredictionExportModule", ["predict_ids", "regress", "serving_default"]),
+    ("squad/v1.1", "span", "QuestionAnsweringExportModule", ["predict_ids", "serving_default"]),
+])
+def test_the_task_object_and_the_saved_head_pick_the_same_family_module(
+        task, head_type, family, signatures, bert_tokenizer, task_model_builder):
+    from distil_tf import export
+    from distil_tf.export.export_base import ExportModuleBase
+    from distil_tf.tasks import registry
+
+    label_names = list(registry.get_task(task).label_names) or None
+    model = task_model_builder(bert_tokenizer, "bert", head_type, task, label_names=label_names)
+    task_object = registry.build_task(task)
+    from_task = task_object.export_module(model, bert_tokenizer, 48)
+    from_head = create_export_module(model, bert_tokenizer, 48, preprocessing=task_object.preprocessing_for(48))
+    assert type(from_task) is type(from_head) is getattr(export, family)
+    assert isinstance(from_task, ExportModuleBase)
+    assert sorted(from_task.get_signatures()) == signatures
+    # The same head on the same ids: one forward pass, whichever way it was built.
+    features = from_task.pack(as_strings(["a gripping, funny film", "what is it?"]),
+                              as_strings(["a dull mess", "it is a film."]) if from_task.pair else None)
+    expected = numpy_outputs(from_head.run_model(features))
+    for name, value in numpy_outputs(from_task.run_model(features)).items():
+        np.testing.assert_array_equal(value, expected[name])
+
+
+def test_a_task_object_refuses_to_export_another_tasks_model(bert_tokenizer, task_model_builder):
+    from distil_tf.tasks import registry
+
+    model = task_model_builder(bert_tokenizer, "bert", "classification", "glue/sst2",
+                               label_names=["negative", "positive"])
+    with pytest.raises(ValueError, match="^runs/sst2 was fine-tuned for 'glue/sst2', not 'glue/mrpc'$"):
+        registry.build_task("glue/mrpc").export_module(model, bert_tokenizer, 48, where="runs/sst2")
+    with pytest.raises(ValueError, match="has a classification head but task 'squad/v1.1' needs a span head"):
+        registry.build_task("squad/v1.1").export_module(model, bert_tokenizer, 48)

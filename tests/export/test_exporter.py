@@ -3,7 +3,7 @@
 import pytest
 import tensorflow as tf
 
-from distil_tf.export import export_command, export_model, exporter, warmup
+from distil_tf.export import SentencePredictionExportModule, export_command, export_model, warmup
 from distil_tf.export.exporter import signature_names
 from distil_tf.models import Encoder, TaskModel, save_model
 from distil_tf.text import load_tokenizer
@@ -41,7 +41,7 @@ def test_failing_warmup_fails_the_export_and_publishes_nothing(tiny_model_dir, t
     # A record TF Serving would fail on (wrong input name) is caught at export,
     # after the SavedModel is written: the staged directory is removed.
     bad_record = warmup.make_prediction_log({"sentence": [b"hello"]})
-    monkeypatch.setattr(exporter, "_warmup_logs", lambda module, model_name: [bad_record])
+    monkeypatch.setattr(SentencePredictionExportModule, "warmup_logs", lambda module, model_name: [bad_record])
     with pytest.raises(ValueError, match="warmup record 0 .* fails: .*sentence"):
         export_model(tiny_model_dir, tmp_path / "base", version=7, max_sequence_length=32)
     assert list((tmp_path / "base").iterdir()) == []

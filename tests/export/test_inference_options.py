@@ -1,4 +1,4 @@
-"""`ExportModule` under each `InferenceOptions`: the same outputs as the keras-hub graph.
+"""The export modules under each `InferenceOptions`: the same outputs as the keras-hub graph.
 
 Signatures are called as traced concrete functions (no SavedModel round
 trip, which `test_exporter.py` and `tests/benchmarks/test_speed.py` cover),
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from distil_tf.export import ExportModule
+from distil_tf.export import create_export_module
 from distil_tf.export import inference_options
 from distil_tf.export.fused_encoder import FusedEncoder
 from distil_tf.export.inference_options import InferenceOptions
@@ -62,14 +62,14 @@ KERAS_LAYERS = InferenceOptions(fused_graph=False)
 )
 def test_levers_keep_outputs_on_real_positions(tokenizer, architecture, head_type, task_name):
     model = _task_model(tokenizer, architecture, head_type, task_name)
-    reference = _predict_ids(ExportModule(model, tokenizer, max_sequence_length=64, options=KERAS_LAYERS))
+    reference = _predict_ids(create_export_module(model, tokenizer, max_sequence_length=64, options=KERAS_LAYERS))
     for options in (
         InferenceOptions(),  # the default: fused graph
         InferenceOptions(fused_graph=False, buckets=BUCKETS),
         InferenceOptions(fused_graph=False, buckets=BUCKETS, jit_compile=True),
         InferenceOptions(buckets=BUCKETS, jit_compile=True),
     ):
-        module = ExportModule(model, tokenizer, max_sequence_length=64, options=options)
+        module = create_export_module(model, tokenizer, max_sequence_length=64, options=options)
         fast = _predict_ids(module)
         for seed, length in enumerate(LENGTHS):
             inputs = _id_inputs(length, module.uses_segment_ids, seed)
@@ -100,7 +100,7 @@ def test_fused_encoder_matches_keras_hub_on_real_positions(tokenizer, architectu
 
 def test_default_export_saves_the_fused_graph_without_the_keras_hub_encoder(tokenizer, tmp_path):
     model = _task_model(tokenizer, "distilbert", "regression", "glue/stsb")
-    module = ExportModule(model, tokenizer, max_sequence_length=64)
+    module = create_export_module(model, tokenizer, max_sequence_length=64)
     assert module.options.fused_graph and module.model is None
     inputs = _id_inputs(9, False, seed=4)
     expected = model(inputs)["logits"].numpy()
@@ -122,7 +122,7 @@ def test_mixed_precision_model_exports_in_float32(tokenizer):
     )
     encoder(encoder.dummy_inputs())
     model = TaskModel.from_encoder(encoder, "regression", task_name="glue/stsb")
-    module = ExportModule(model, tokenizer, max_sequence_length=64)
+    module = create_export_module(model, tokenizer, max_sequence_length=64)
     outputs = _predict_ids(module)(_id_inputs(9, False, seed=5))
     assert outputs["logits"].dtype == tf.float32
     assert {variable.dtype for variable in module.fused_encoder.variables} == {tf.float32}

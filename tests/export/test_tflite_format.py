@@ -132,7 +132,7 @@ def test_tflite_export_serves_what_was_trained_imdb_length_cleaning_and_head_tai
     """No length flag: the trained length and the trained cleaning/truncation, the SavedModel signatures' ids."""
     import tensorflow as tf
 
-    from distil_tf.export import ExportModule
+    from distil_tf.export import create_export_module
     from distil_tf.text.preprocessing import PreprocessingConfig
 
     trained = PreprocessingConfig(48, truncation="head_tail", head_length=16, clean_line_breaks=True)
@@ -147,7 +147,7 @@ def test_tflite_export_serves_what_was_trained_imdb_length_cleaning_and_head_tai
     review = ("An opening that drags.<br /><br />" + "Then the middle works well enough, " * 12
               + "<br />and the ending is a real surprise.")
     packed = tflite_format.pack_for_tflite(bert_tokenizer, review, 48, preprocessing=spec["preprocessing"])
-    served = ExportModule(model, bert_tokenizer, max_sequence_length=48, preprocessing=trained).pack(
+    served = create_export_module(model, bert_tokenizer, max_sequence_length=48, preprocessing=trained).pack(
         tf.constant([review]))
     np.testing.assert_array_equal(packed["token_ids"], served["token_ids"].numpy())
     vocabulary = bert_tokenizer.get_vocabulary()
