@@ -1,0 +1,70 @@
+"""`distil-tf benchmark end-to-end`: every runner answers the same real SST-2 sentences alike.
+
+A tiny DistilBERT classifier on the real bert-base-uncased vocabulary: our
+export's `serving_default` (text in), its `predict_ids`, the Hugging Face
+pipeline and ONNX Runtime + Rust tokenizers on its Hugging Face export must
+give the same labels and top probabilities (float32 rounding apart). No
+timing is asserted.
+"""
+
+import pytest
+
+from distil_tf.benchmarks import end_to_end
+
+
+def _tiny_classifier(directory, bert_vocab, pooling=None):
+    import keras
+
+    from distil_tf.models import Encoder, TaskModel, save_model
+    from distil_tf.tasks import registry
+    from distil_tf.text import load_tokenizer
+
+    keras.utils.set_random_seed(3)
+    tokenizer = load_tokenizer(bert_vocab)
+    encoder = Encoder("distilbert", vocabulary_size=tokenizer.vocabulary_size(), num_layers=2, num_heads=2,
+                      hidden_dim=32, intermediate_dim=64, max_sequence_length=128, mlm_head=False)
+    encoder(encoder.dummy_inputs())
+    kwargs = {} if pooling is None else {"pooling": pooling}
+    model = TaskModel.from_encoder(encoder, "classification", num_classes=2, task_name="glue/sst2",
+                                   label_names=["negative", "positive"], **kwargs)
+    task = registry.build_task("glue/sst2")
+    save_model(model, directory, tokenizer,
+               provenance={"kind": "finetuned", "task": "glue/sst2", "max_seq_length": 64,
+                           "preprocessing": task.preprocessing_for(64).to_dict()})
+    return directory
+
+
+@pytest.mark.large
+def test_every_runner_gives_the_served_labels_on_real_sentences(tmp_path, shared_data, bert_vocab):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("transformers")
+    model_dir = _tiny_classifier(tmp_path / "model", bert_vocab)
+    report = end_to_end.run(shared_data / "glue" / "SST-2" / "dev.tsv", bert_vocab, model_dir=model_dir,
+                            sentences=24, runners=["tf-predict-ids", "hf-pipeline", "ort+tokenizers"],
+                            work_dir=tmp_path / "work", warmup=2)
+    rows = {row["runner"]: row for row in report["rows"]}
+    # The reference always runs first, with the stock server's oneDNN setting.
+    assert [row["runner"] for row in report["rows"]][0] == "tf-serving-default"
+    assert rows["tf-serving-default"]["onednn_enabled_in_child"] is False
+    assert report["model_details"]["max_sequence_length"] == 64  # the trained length, read from the model
+    for name in ("tf-predict-ids", "hf-pipeline", "ort+tokenizers"):
+        assert "skipped" not in rows[name], rows[name]
+        assert rows[name]["labels_agree"] == 24, name
+        assert rows[name]["max_probability_difference"] < 1e-4, name
+    # ORT's BERT fusions fired on the classifier graph (the peer at its best).
+    assert rows["ort+tokenizers"]["ort_fused_operators"].get("Attention", 0) == 2
+    table = end_to_end.format_table(report)
+    assert "| tf-serving-default |" in table and "1.00x" in table
+
+
+def test_a_head_without_a_hugging_face_class_skips_the_peers_with_the_reason(tmp_path, bert_vocab):
+    model_dir = _tiny_classifier(tmp_path / "model", bert_vocab, pooling="mean")
+    prepared = end_to_end.prepare(model_dir, tmp_path / "work")
+    assert prepared["hf_dir"] is None and prepared["onnx"] is None
+    assert prepared["peer_skip_reason"].startswith("no Hugging Face export of this model: ")
+    assert "mean" in prepared["peer_skip_reason"]
+
+
+def test_unknown_runners_and_regression_models_are_refused(tmp_path, shared_data, bert_vocab):
+    with pytest.raises(ValueError, match="unknown runner.*tf-serving-defualt"):
+        end_to_end.run(shared_data / "glue" / "SST-2" / "dev.tsv", bert_vocab, runners=["tf-serving-defualt"])
