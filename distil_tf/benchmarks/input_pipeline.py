@@ -22,9 +22,7 @@ the workers share the cores: the figure then shows the host's ceiling, not
 N times one worker.
 """
 
-import argparse
 import gzip
-import json
 import multiprocessing
 import os
 import pathlib
@@ -138,42 +136,3 @@ def format_table(report):
     lines += ["", f"Pre-tokenizing once (`distil-tf pretokenize`): {once['seconds']:.1f} s for "
                   f"{once['sequences']:,} sequences ({once['tokens']:,} tokens) in {once['shards']} shards."]
     return "\n".join(lines)
-
-
-def _add_arguments(parser):
-    parser.add_argument("--corpus", required=True, help="a text corpus (one paragraph a line, .gz allowed)")
-    parser.add_argument("--vocab", required=True, help="the WordPiece vocab.txt (or a model directory)")
-    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts (default 1,2)")
-    parser.add_argument("--max-seq-length", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=1, help="passes over the corpus per worker")
-    parser.add_argument("--json", help="write the report as JSON")
-
-
-def register(benchmarks):
-    """`distil-tf benchmark input-pipeline` on the shared `benchmark` subparsers."""
-    parser = benchmarks.add_parser("input-pipeline", help="tokens/s of the distillation input pipeline alone")
-    _add_arguments(parser)
-    parser.set_defaults(handler=command)
-
-
-def command(args):
-    try:
-        workers = [int(item) for item in args.workers.split(",")]
-    except ValueError:
-        raise ValueError(f"--workers takes comma-separated counts, e.g. 1,2; got '{args.workers}'") from None
-    report = run(args.corpus, args.vocab, workers=workers, max_length=args.max_seq_length,
-                 batch_size=args.batch_size, epochs=args.epochs)
-    print(format_table(report))
-    if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    _add_arguments(parser)
-    command(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    main()

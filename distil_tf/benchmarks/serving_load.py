@@ -1,17 +1,15 @@
 """Load test of `distil-tf-model-server`: throughput and latency, with and
 without server-side batching, beside in-process calls of the same SavedModel.
 
-    python -m distil_tf.benchmarks.serving_load \
-        --saved_model_dir /abs/exports/sst2/1 --requests 200
+    distil-tf benchmark serving-load --saved_model_dir /abs/exports/sst2/1 --requests 200
 
 For every concurrency level N, N client threads send one-sentence gRPC
 Predict requests to `serving_default` (the server runs in a subprocess so it
 does not share the clients' GIL); the same N threads then call the loaded
 signature directly. The overhead ratio is server p50 / in-process p50.
-A benchmark script, not a test: numbers depend on the machine and its load.
+A benchmark, not a test: numbers depend on the machine and its load.
 """
 
-import argparse
 import os
 import shutil
 import tempfile
@@ -108,7 +106,7 @@ def _drive(concurrency, requests, send):
 
 def run(saved_model_dir, sentences=None, concurrency=(1, 4, 16), batching=(False, True),
         requests=200, model_name="bench"):
-    """Measures the server against in-process calls; prints and returns rows.
+    """Measures the server against in-process calls; returns the rows (`format_rows` tabulates them).
 
     Args:
         saved_model_dir: str. A version directory or a base path of versions.
@@ -179,7 +177,6 @@ def run(saved_model_dir, sentences=None, concurrency=(1, 4, 16), batching=(False
                 channel.close()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(format_rows(rows))
     return rows
 
 
@@ -194,22 +191,3 @@ def format_rows(rows):
             f"{row['errors']:>8}{row['overhead']:>10.2f}"
         )
     return "\n".join(lines)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--saved_model_dir", required=True)
-    parser.add_argument("--sentences_file", help="one sentence per line")
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
-    args = parser.parse_args(argv)
-    sentences = None
-    if args.sentences_file:
-        with open(args.sentences_file, encoding="utf-8") as handle:
-            sentences = [line.strip() for line in handle if line.strip()]
-    run(args.saved_model_dir, sentences, concurrency=tuple(args.concurrency),
-        requests=args.requests)
-
-
-if __name__ == "__main__":
-    main()

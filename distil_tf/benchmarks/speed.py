@@ -795,7 +795,8 @@ def run_benchmark(
         log: callable for progress lines.
 
     Returns:
-        The report dict (also `speed.json`).
+        The report dict (also `speed.json`); `format_table(report)` is its
+        markdown table (`speed.md`).
     """
     from distil_tf.benchmarks import fast_inference
 
@@ -874,10 +875,8 @@ def run_benchmark(
         "paper": PAPER_TABLE_3,
         "load": _load_average(),
     }
-    log(format_table(report))
     if out_dir is not None:
         write_report(report, out_dir)
-        log(f"wrote speed.json, speed.md, speed.png to {out_dir}")
     return report
 
 
@@ -1043,68 +1042,6 @@ def write_report(report, out_dir):
     figure.tight_layout()
     figure.savefig(out_dir / "speed.png", dpi=120)
     pyplot.close(figure)
-
-
-# ---------------------------------------------------------------------------
-# Command line: `distil-tf benchmark speed`
-# ---------------------------------------------------------------------------
-
-
-def benchmark_subparsers(commands):
-    """The `benchmark` group's subparsers, created once and shared.
-
-    Other `distil-tf benchmark ...` commands should register through this too,
-    so that whichever registers first creates the group.
-    """
-    parser = commands.choices.get("benchmark")
-    if parser is None:
-        parser = commands.add_parser("benchmark", help="speed, serving and training benchmarks")
-    for action in parser._actions:  # argparse has no public accessor
-        if action.__class__.__name__ == "_SubParsersAction":
-            return action
-    return parser.add_subparsers(dest="benchmark", required=True)
-
-
-def register(commands):
-    """Add `distil-tf benchmark speed` to the CLI's subparsers."""
-    benchmarks = benchmark_subparsers(commands)
-    speed = benchmarks.add_parser(
-        "speed", help="DistilBERT Table 3: CPU speed at batch size 1 with peers (STS-B dev)"
-    )
-    data = default_data_dir()
-    speed.add_argument("--pairs", type=int, default=None, help="first N STS-B dev pairs (default: all 1,500)")
-    speed.add_argument("--runners", default=None,
-                       help=f"comma-separated, from {','.join(ALL_RUNNERS)} (default: all but "
-                            "tf-savedmodel+xla, and bf16 only on CPUs with native bfloat16)")
-    speed.add_argument("--models", default="bert,distilbert", help="comma-separated: bert,distilbert")
-    speed.add_argument("--out", default=None, help="directory for speed.json, speed.md, speed.png")
-    speed.add_argument("--stsb", default=str(data / "glue" / "STS-B" / "dev.tsv"))
-    speed.add_argument("--bert-config", default=str(data / "bert-base-uncased" / "bert_config.json"))
-    speed.add_argument("--vocab", default=str(data / "bert-base-uncased" / "vocab.txt"))
-    speed.add_argument("--threads", type=int, default=None, help="intra-op threads (default: cores)")
-    speed.set_defaults(handler=speed_command)
-
-
-def _split(value):
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
-def speed_command(args):
-    if args.pairs is not None and args.pairs < 1:
-        raise ValueError(f"--pairs must be >= 1, got {args.pairs}")
-    for path in (args.stsb, args.bert_config, args.vocab):
-        if not pathlib.Path(path).exists():
-            raise FileNotFoundError(f"{path} not found (set DISTIL_TF_DATA or pass the path)")
-    run_benchmark(
-        stsb_path=args.stsb,
-        vocab_path=args.vocab,
-        teacher_config=teacher_config_from_bert_json(args.bert_config),
-        models=_split(args.models),
-        runners=None if args.runners is None else _split(args.runners),
-        num_pairs=args.pairs,
-        out_dir=args.out,
-        threads=args.threads,
-    )
 
 
 if __name__ == "__main__":

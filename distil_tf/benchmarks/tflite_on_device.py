@@ -1,10 +1,14 @@
 """Size and batch-1 latency of TFLite models: the paper's section 4.2 (DistilBERT against BERT on device).
 
-    python -m distil_tf.benchmarks.tflite_on_device TB/model.tflite TD/model.tflite \
+    distil-tf benchmark tflite-on-device TB/model.tflite TD/model.tflite \
         TB/model_int8.tflite TD/model_int8.tflite --runs 30 --rounds 3 --json OUT.json
 
 after `distil-tf export --format tflite` of each model (`distil_tf.export.tflite_format`).
 Run it on a quiet machine: a parallel job distorts the timings by up to 2x.
+
+The accuracy cost of int8 on SST-2 dev, fp32 and int8 of one classifier export:
+
+    distil-tf benchmark tflite-accuracy EXPORT_DIR ../shared/data/glue/SST-2/dev.tsv
 """
 
 import json
@@ -61,23 +65,56 @@ def benchmark(paths, runs=30, warmup=5, rounds=3, threads=None):
             for path, measured in zip(paths, times)]
 
 
-def main(argv=None):
-    import argparse
-
-    parser = argparse.ArgumentParser(description="size and batch-1 latency of TFLite models, taking turns")
-    parser.add_argument("models", nargs="+", metavar="MODEL.tflite")
-    parser.add_argument("--runs", type=int, default=30, help="calls per model per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", metavar="OUT.json", help="also write the rows and the CPU here")
-    arguments = parser.parse_args(argv)
-    rows = benchmark(arguments.models, runs=arguments.runs, rounds=arguments.rounds)
-    for row in rows:
-        print(f"{row['path']}: {row['megabytes']:.1f} MB, batch-1 latency p50 {row['ms_p50']:.2f} ms "
-              f"(mean {row['ms_mean']:.2f}, {row['calls']} calls, {row['threads']} threads)")
-    if arguments.json:
-        report = {"cpu": cpu_info(), "rounds": arguments.rounds, "runs_per_round": arguments.runs, "rows": rows}
-        pathlib.Path(arguments.json).write_text(json.dumps(report, indent=2) + "\n")
+def latency_report(rows, runs, rounds):
+    """`benchmark`'s rows with the CPU and the schedule: what `--json` writes."""
+    return {"cpu": cpu_info(), "rounds": rounds, "runs_per_round": runs, "rows": rows}
 
 
-if __name__ == "__main__":
-    main()
+def format_rows(rows):
+    """One line per model: size and batch-1 latency."""
+    return "\n".join(
+        f"{row['path']}: {row['megabytes']:.1f} MB, batch-1 latency p50 {row['ms_p50']:.2f} ms "
+        f"(mean {row['ms_mean']:.2f}, {row['calls']} calls, {row['threads']} threads)"
+        for row in rows)
+
+
+def read_sst2_dev(path):
+    """(sentences, labels) of GLUE SST-2 `dev.tsv` (columns sentence, label)."""
+    import csv
+
+    with open(path, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [row["sentence"] for row in rows], [int(row["label"]) for row in rows]
+
+
+def sst2_accuracy(export_dir, dev_tsv):
+    """SST-2 dev accuracy of an `export --format tflite` classifier, float32 and int8.
+
+    Each sentence is packed host-side as `tflite.json` records (length,
+    preprocessing) and run one at a time, as on a device.
+
+    Returns:
+        One dict per file (`model.tflite`, `model_int8.tflite`): path, accuracy, sentences.
+    """
+    from distil_tf.export import tflite_format
+    from distil_tf.text import load_tokenizer
+
+    export_dir = pathlib.Path(export_dir)
+    spec_path = export_dir / tflite_format.SPEC_FILE
+    if not spec_path.is_file():
+        raise FileNotFoundError(f"{spec_path} not found: EXPORT_DIR must be a `distil-tf export --format tflite` "
+                                "directory")
+    spec = json.loads(spec_path.read_text())
+    sentences, labels = read_sst2_dev(dev_tsv)
+    tokenizer = load_tokenizer(export_dir)
+    rows = []
+    for file_name in (tflite_format.FP32_FILE, tflite_format.INT8_FILE):
+        accuracy, _ = tflite_format.classification_accuracy(
+            export_dir / file_name, tokenizer, sentences, labels, spec["sequence_length"], spec.get("preprocessing"))
+        rows.append({"path": str(export_dir / file_name), "accuracy": accuracy, "sentences": len(labels)})
+    return rows
+
+
+def format_accuracy(rows):
+    return "\n".join(f"{row['path']}: SST-2 dev accuracy {row['accuracy']:.4f} ({row['sentences']} sentences)"
+                     for row in rows)

@@ -7,8 +7,9 @@
 Both runs use the same student initialization, data pipeline (real corpus,
 dynamic masking), batch shape and runtime settings; the only difference is
 the teacher's forward pass and the soft-target/cosine terms. The ratio is
-what distilling costs over plain MLM training of the student. Printed as a
-markdown table with the settings each figure used.
+what distilling costs over plain MLM training of the student. `run` returns
+the figures; `format_table` is the markdown table with the settings each
+figure used.
 
 `--attention-terms` adds a third run: the same distillation plus the three
 attention terms (TinyBERT's score MSE over every mapped layer pair, MiniLM's
@@ -16,13 +17,10 @@ attention and value-relation KL, weight 1 each), so one run prints tokens/s
 with and without them.
 """
 
-import argparse
-import json
 import os
 import time
 
 import keras
-import numpy as np
 
 
 class _StepTimer(keras.callbacks.Callback):
@@ -144,43 +142,3 @@ def format_table(report):
         lines.append(f"Attention-term overhead: distilling without them is {report['attention_overhead_ratio']:.2f}x "
                      "as fast as with them.")
     return "\n".join(lines)
-
-
-def _add_arguments(parser):
-    parser.add_argument("--corpus", required=True)
-    parser.add_argument("--vocab", required=True)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-seq-length", type=int, default=128)
-    parser.add_argument("--precision", default="float32", choices=["float32", "mixed_float16", "mixed_bfloat16"])
-    parser.add_argument("--jit-compile", action="store_true")
-    parser.add_argument("--attention-terms", action="store_true",
-                        help="also time distillation with the attention terms (score MSE, attention and value KL)")
-    parser.add_argument("--output", help="write the report as JSON")
-
-
-def register(benchmarks):
-    """`distil-tf benchmark training` on the shared `benchmark` subparsers."""
-    parser = benchmarks.add_parser("training", help="distillation vs MLM-only training throughput (tokens/s)")
-    _add_arguments(parser)
-    parser.set_defaults(handler=command)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    _add_arguments(parser)
-    command(parser.parse_args(argv))
-
-
-def command(args):
-    report = run(args.corpus, args.vocab, steps=args.steps, batch_size=args.batch_size,
-                 max_length=args.max_seq_length, precision=args.precision, jit_compile=args.jit_compile,
-                 attention_terms=args.attention_terms)
-    print(format_table(report))
-    if args.output:
-        with open(args.output, "w") as handle:
-            json.dump(report, handle, indent=2)
-
-
-if __name__ == "__main__":
-    main()

@@ -2,7 +2,9 @@
 
 The package owns every flag: `common` (the training flags and their one
 precedence order: defaults < --config YAML < flags < --set), `tasks`
-(finetune, evaluate, distill-task) and this module (the rest, and `main`).
+(finetune, evaluate, distill-task), `benchmarks` (`distil-tf benchmark ...`)
+and this module (the rest, and `main`). Library functions return data;
+the commands print it.
 
 Each subcommand parses its flags, calls one library function and prints the
 result. Bad input (a `ValueError` from the library) is one line on stderr and
@@ -417,12 +419,9 @@ def _task_commands(commands):
 
 
 def _benchmark_commands(commands):
-    from distil_tf.benchmarks import input_pipeline, retention, speed, training_throughput
+    from distil_tf.cli.benchmarks import register
 
-    speed.register(commands)
-    training_throughput.register(speed.benchmark_subparsers(commands))
-    retention.register(speed.benchmark_subparsers(commands))
-    input_pipeline.register(speed.benchmark_subparsers(commands))
+    register(commands)
 
 
 _EXTRA_COMMANDS = [_task_commands, _benchmark_commands]
@@ -443,7 +442,9 @@ def main(argv=None):
 
     _one_line_warnings()
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # the command line, for reports that record it
     try:
         args.handler(args)
     except (ValueError, FileNotFoundError, NonFiniteLossError) as error:

@@ -39,9 +39,9 @@ Size and batch-1 latency (`distil_tf.benchmarks.tflite_on_device`, on a
 quiet machine, never in CI; BERT-base against DistilBERT as the paper
 does), and the accuracy cost of int8 on SST-2 dev:
 
-    python -m distil_tf.benchmarks.tflite_on_device BERT/model.tflite DISTILBERT/model.tflite \
+    distil-tf benchmark tflite-on-device BERT/model.tflite DISTILBERT/model.tflite \
         BERT/model_int8.tflite DISTILBERT/model_int8.tflite --json results.json
-    python -m distil_tf.export.tflite_format --sst2-dev DIR ../shared/data/glue/SST-2/dev.tsv
+    distil-tf benchmark tflite-accuracy DIR ../shared/data/glue/SST-2/dev.tsv
 """
 
 import json
@@ -296,45 +296,23 @@ def classification_accuracy(path, tokenizer, sentences, labels, sequence_length,
     return float(np.mean(predictions == np.asarray(labels))), predictions
 
 
-def _sst2_dev(path):
-    import csv
-
-    with open(path, encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [row["sentence"] for row in rows], [int(row["label"]) for row in rows]
-
-
 def _main():
+    """The child process of `convert_to_file`: one flatbuffer of a model directory (not a user command)."""
     import argparse
     import pathlib
 
-    parser = argparse.ArgumentParser(
-        description="fp32/int8 accuracy of a TFLite export on SST-2 dev (or one conversion, for convert_to_file)")
-    parser.add_argument("--sst2-dev", nargs=2, metavar=("EXPORT_DIR", "DEV_TSV"),
-                        help="score EXPORT_DIR's model.tflite and model_int8.tflite on GLUE SST-2 dev.tsv")
-    # The child process of `convert_to_file`: one flatbuffer of a model directory.
-    parser.add_argument("--convert", nargs=2, metavar=("MODEL_DIR", "OUT.tflite"), help=argparse.SUPPRESS)
-    parser.add_argument("--length", type=int, default=DEFAULT_SEQUENCE_LENGTH, help=argparse.SUPPRESS)
-    parser.add_argument("--int8", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--sequence-output", action="store_true", help=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(description="internal: one TFLite conversion for convert_to_file")
+    parser.add_argument("--convert", nargs=2, metavar=("MODEL_DIR", "OUT.tflite"), required=True)
+    parser.add_argument("--length", type=int, default=DEFAULT_SEQUENCE_LENGTH)
+    parser.add_argument("--int8", action="store_true")
+    parser.add_argument("--sequence-output", action="store_true")
     arguments = parser.parse_args()
-    if arguments.convert:
-        from distil_tf.models import load_model
+    from distil_tf.models import load_model
 
-        model = load_model(arguments.convert[0])
-        flatbuffer = convert(model, arguments.length, quantize=arguments.int8,
-                             sequence_output=arguments.sequence_output)
-        pathlib.Path(arguments.convert[1]).write_bytes(flatbuffer)
-    if arguments.sst2_dev:
-        from distil_tf.text import load_tokenizer
-
-        export_dir = pathlib.Path(arguments.sst2_dev[0])
-        spec = json.loads((export_dir / SPEC_FILE).read_text())
-        sentences, labels = _sst2_dev(arguments.sst2_dev[1])
-        for file_name in (FP32_FILE, INT8_FILE):
-            accuracy, _ = classification_accuracy(export_dir / file_name, load_tokenizer(export_dir), sentences,
-                                                  labels, spec["sequence_length"], spec.get("preprocessing"))
-            print(f"{export_dir / file_name}: SST-2 dev accuracy {accuracy:.4f} ({len(labels)} sentences)")
+    model = load_model(arguments.convert[0])
+    flatbuffer = convert(model, arguments.length, quantize=arguments.int8,
+                         sequence_output=arguments.sequence_output)
+    pathlib.Path(arguments.convert[1]).write_bytes(flatbuffer)
 
 
 if __name__ == "__main__":

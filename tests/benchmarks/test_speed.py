@@ -1,11 +1,10 @@
-"""`distil-tf benchmark speed` on tiny models and a 3-pair STS-B file.
+"""`distil_tf.benchmarks.speed` (`distil-tf benchmark speed`) on tiny models and a 3-pair STS-B file.
 
 Timing figures are never asserted (the machine is shared); the tests check
 that every runner runs on the same ids, the report is complete, and that
 runners and levers agree on outputs.
 """
 
-import argparse
 import json
 import sys
 
@@ -137,22 +136,3 @@ def test_speedups_and_table_rows():
          "ms_per_pair_mean": 1.0, "ms_per_pair_p50": 1.0, "ms_per_pair_p90": 1.0},
     ]
     assert speed.speedups(rows) == {"onnxruntime": 2.0}
-
-
-def test_cli_registers_benchmark_speed_beside_other_benchmarks():
-    parser = argparse.ArgumentParser()
-    commands = parser.add_subparsers(dest="command")
-    # Another module registered `benchmark` first: speed joins its group.
-    other = commands.add_parser("benchmark").add_subparsers(dest="benchmark")
-    other.add_parser("serving")
-    speed.register(commands)
-    args = parser.parse_args(["benchmark", "speed", "--pairs", "5", "--runners", "onnxruntime,hf-pytorch"])
-    assert args.handler is speed.speed_command
-    assert args.pairs == 5 and speed._split(args.runners) == ["onnxruntime", "hf-pytorch"]
-    assert parser.parse_args(["benchmark", "serving"]).benchmark == "serving"
-
-
-def test_cli_rejects_bad_pairs(tmp_path):
-    args = argparse.Namespace(pairs=0, stsb="x", bert_config="x", vocab="x")
-    with pytest.raises(ValueError, match="--pairs"):
-        speed.speed_command(args)
