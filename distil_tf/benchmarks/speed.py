@@ -182,26 +182,21 @@ class PairInputs:
 
 
 def tokenize_pairs(tokenizer, pairs, max_sequence_length=512):
-    """`[CLS] a [SEP] b [SEP]` ids and segment ids, no padding.
+    """`[CLS] a [SEP] b [SEP]` ids and segment ids of each pair, no padding.
 
-    A pair longer than `max_sequence_length` loses WordPieces from its longer
-    sentence first (none of the STS-B dev pairs does at 512).
+    Packed by `TextPreprocessor`, as the export's text signature packs them
+    (round robin past `max_sequence_length`; no STS-B dev pair reaches 512).
     """
-    first = tokenizer.tokenize_ragged([a for a, _ in pairs]).to_list()
-    second = tokenizer.tokenize_ragged([b for _, b in pairs]).to_list()
-    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    token_ids, segment_ids = [], []
-    for a, b in zip(first, second):
-        while len(a) + len(b) + 3 > max_sequence_length:
-            if len(a) >= len(b):
-                a = a[:-1]
-            else:
-                b = b[:-1]
-        ids = [cls_id] + a + [sep_id] + b + [sep_id]
-        segments = [0] * (len(a) + 2) + [1] * (len(b) + 1)
-        token_ids.append(np.array([ids], np.int32))
-        segment_ids.append(np.array([segments], np.int32))
-    return PairInputs(token_ids, segment_ids)
+    import tensorflow as tf
+
+    from distil_tf.text.text_preprocessor import TextPreprocessor
+
+    features = TextPreprocessor(tokenizer, max_sequence_length)(
+        tf.constant([a for a, _ in pairs]), tf.constant([b for _, b in pairs]))
+    lengths = features["padding_mask"].numpy().sum(axis=1)
+    token_ids, segment_ids = features["token_ids"].numpy(), features["segment_ids"].numpy()
+    return PairInputs([token_ids[row:row + 1, :n].astype(np.int32) for row, n in enumerate(lengths)],
+                      [segment_ids[row:row + 1, :n].astype(np.int32) for row, n in enumerate(lengths)])
 
 
 # ---------------------------------------------------------------------------

@@ -21,8 +21,9 @@ constructor loads every MNLI split eagerly.
 
 `make_text_dataset` turns examples into batches of
 `{"token_ids", "segment_ids", "padding_mask"}` int32 `[batch, seq]` and
-labels `[batch]` (int32 ids, float32 for STS-B), tokenized with a keras-hub
-WordPiece tokenizer and packed by `keras_hub.layers.MultiSegmentPacker`.
+labels `[batch]` (int32 ids, float32 for STS-B), tokenized and packed by
+`distil_tf.text.TextPreprocessor`: the object every exported signature runs
+too, so training and serving see the same ids.
 
 Example:
 
@@ -36,10 +37,11 @@ import dataclasses
 import os
 from typing import Optional, Sequence, Union
 
-import keras_hub
 import tensorflow as tf
 
 from distil_tf.data import task_specs as registry
+from distil_tf.text.preprocessing import PreprocessingConfig
+from distil_tf.text.text_preprocessor import TextPreprocessor
 
 # The text columns and label column of each GLUE file, by header name. Finding
 # columns by name rather than position makes a file from another GLUE release
@@ -292,39 +294,6 @@ def read_glue(task, split: str, data_dir: Optional[str] = None) -> list:
 # ---------------------------------------------------------------------------
 
 
-def make_packer(tokenizer, sequence_length: int, truncate: str = "round_robin"):
-    """A `MultiSegmentPacker` producing `[CLS] a [SEP] b [SEP]`, segment ids 0/1.
-
-    Args:
-        tokenizer: a keras-hub WordPiece tokenizer (`BertTokenizer`).
-        sequence_length: int. Packed length, special tokens included.
-        truncate: str. `"round_robin"` shares the length between the texts
-            turn by turn, so the longer one is trimmed (the same lengths as
-            BERT's `_truncate_seq_pair`, up to a one-token tie; emits the
-            `TFText>RoundRobinTrim` op, fine in a tf.data pipeline but absent
-            from stock TF Serving, so an exported signature should use
-            `"waterfall"`). `"waterfall"` keeps the whole first text and trims
-            the second: a long premise can then leave no room for the
-            hypothesis, which is why it is not the default here.
-    """
-    return keras_hub.layers.MultiSegmentPacker(
-        sequence_length=sequence_length,
-        start_value=tokenizer.cls_token_id,
-        end_value=tokenizer.sep_token_id,
-        pad_value=tokenizer.pad_token_id,
-        truncate=truncate,
-    )
-
-
-def pack_features(token_ids, segment_ids, pad_token_id):
-    """`{"token_ids", "segment_ids", "padding_mask"}` int32 `[batch, seq]`."""
-    return {
-        "token_ids": tf.cast(token_ids, tf.int32),
-        "segment_ids": tf.cast(segment_ids, tf.int32),
-        "padding_mask": tf.cast(token_ids != pad_token_id, tf.int32),
-    }
-
-
 def _label_dtype(spec, examples):
     if spec is None:
         # Without a task, float labels mean regression scores.
@@ -373,45 +342,46 @@ def make_text_dataset(
     task=None,
     shuffle: bool = False,
     seed: Optional[int] = None,
-    truncate: str = "round_robin",
+    preprocessing: Optional[PreprocessingConfig] = None,
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
     """Batches of packed features and labels for text classification.
 
     Tokenization runs batched inside `tf.data.map` (one tf-text call per
-    batch, not per example), after batching.
+    batch, not per example), after batching, by the `TextPreprocessor` the
+    model's export will run.
 
     Args:
         examples: sequence of `TextExample`.
-        tokenizer: a keras-hub WordPiece tokenizer, e.g.
-            `keras_hub.models.BertTokenizer(vocabulary=..., lowercase=True)`.
+        tokenizer: the model's WordPiece tokenizer (`BertWordPieceTokenizer`
+            or a keras-hub one).
         sequence_length: int. Packed length, special tokens included.
         batch_size: int.
         task: str, `TaskSpec` or None. Decides the label dtype (float32 for a
             regression task, int32 otherwise); None infers it from the labels.
         shuffle: bool. Shuffle the examples (whole split buffer) every epoch.
         seed: int or None. Shuffle seed.
-        truncate: str. See `make_packer`.
+        preprocessing: `PreprocessingConfig` or None (round robin at
+            `sequence_length`, no cleaning: GLUE).
         drop_remainder: bool. Drop the last partial batch (static batch shape
             for TPU/XLA).
 
     Returns:
         A `tf.data.Dataset` of `(features, labels)`: features
         `{"token_ids", "segment_ids", "padding_mask"}` int32
-        `[batch, sequence_length]`, labels `[batch]` int32 or float32.
+        `[batch, sequence_length]` (padded to the length: `trim_to_longest`
+        cuts a batch to its longest row), labels `[batch]` int32 or float32.
     """
     spec = None
     if task is not None:
         spec = task if isinstance(task, registry.TaskSpec) else registry.get_task(task)
     columns = examples_to_tensors(examples, spec)
-    packer = make_packer(tokenizer, sequence_length, truncate)
-    pad_token_id = tokenizer.pad_token_id
+    settings = (preprocessing or PreprocessingConfig(sequence_length)).with_length(sequence_length)
+    # Padded to the full length: XLA and TPU runs need the static width; the
+    # others trim each (length-grouped) batch to its longest row afterwards.
+    preprocessor = TextPreprocessor(tokenizer, settings, pad_to_length=True)
 
     def preprocess(batch):
-        segments = [tokenizer(batch["text_a"])]
-        if "text_b" in batch:
-            segments.append(tokenizer(batch["text_b"]))
-        token_ids, segment_ids = packer(tuple(segments))
-        return pack_features(token_ids, segment_ids, pad_token_id), batch["labels"]
+        return preprocessor(batch["text_a"], batch.get("text_b")), batch["labels"]
 
     return batched_dataset(columns, preprocess, batch_size, shuffle, seed, drop_remainder)

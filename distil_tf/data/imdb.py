@@ -141,19 +141,10 @@ def make_imdb_dataset(
         `{"token_ids", "segment_ids", "padding_mask"}` int32
         `[batch, sequence_length]`, labels int32 `[batch]`.
     """
+    settings = preprocessing.PreprocessingConfig(sequence_length, truncation, head_length, clean_line_breaks=True)
     # Validate eagerly, before the pipeline is traced.
     truncate_token_ids(tf.ragged.constant([[0]]), sequence_length - 2, truncation, head_length)
-    columns = glue.examples_to_tensors(examples)
-    # Truncation already fits the review into the budget; the packer's own
-    # "waterfall" trimming then never fires.
-    packer = glue.make_packer(tokenizer, sequence_length, truncate="waterfall")
-    pad_token_id = tokenizer.pad_token_id
-
-    def preprocess(batch):
-        token_ids = truncate_token_ids(
-            tokenizer(batch["text_a"]), sequence_length - 2, truncation, head_length
-        )
-        packed_ids, segment_ids = packer(token_ids)
-        return glue.pack_features(packed_ids, segment_ids, pad_token_id), batch["labels"]
-
-    return glue.batched_dataset(columns, preprocess, batch_size, shuffle, seed, drop_remainder)
+    # The reviews are cleaned when read; the preprocessor cleans again in
+    # graph (a no-op here), as the served model does on a client's raw text.
+    return glue.make_text_dataset(examples, tokenizer, sequence_length, batch_size, task="imdb", shuffle=shuffle,
+                                  seed=seed, preprocessing=settings, drop_remainder=drop_remainder)

@@ -50,7 +50,7 @@ from distil_tf.data import augmentation as augmentation_lib
 from distil_tf.distillation.task_distiller import CACHED_TEACHER_OUTPUTS, LABEL_WEIGHT
 from distil_tf.heads import CLASSIFICATION, REGRESSION, SPAN
 from distil_tf.tasks import task_inputs, task_losses
-from distil_tf.text.preprocessing import clean_line_breaks, truncate_head_tail
+from distil_tf.text.preprocessing import clean_line_breaks
 
 CACHE_DIR = "teacher_outputs"
 MANIFEST = "manifest.json"
@@ -257,36 +257,24 @@ class TransferSet:
     # --- tokenize and pack ---------------------------------------------------
 
     def _packer(self):
-        """A graph function: ragged segment ids -> packed `(token_ids, segment_ids)` `[batch, seq]`."""
+        """A graph function: ragged segment ids -> packed `(token_ids, segment_ids)` `[batch, seq]`.
+
+        The task's `TextPreprocessor` (what training's text batches and the
+        export run) packs the ids: augmented copies are ids, not text.
+        """
         if self._pack is not None:
             return self._pack
-        from distil_tf.data import glue
+        from distil_tf.text.text_preprocessor import TextPreprocessor
 
-        settings = task_inputs.preprocessing_for(self.spec, self.sequence_length)
-        if self.spec.family == "imdb":
-            # As `imdb.make_imdb_dataset`: head + tail first, then a packer that never trims.
-            packer = glue.make_packer(self.tokenizer, self.sequence_length, truncate="waterfall")
+        preprocessor = TextPreprocessor(self.tokenizer, task_inputs.preprocessing_for(self.spec, self.sequence_length),
+                                        pad_to_length=True)
 
-            def pack(first):
-                kept = truncate_head_tail(first, self.sequence_length - 2, settings.truncation,
-                                          settings.head_length)
-                return packer(kept)
+        def pack(*segments):
+            features = preprocessor.pack(list(segments))
+            return features["token_ids"], features["segment_ids"]
 
-            signature = [tf.RaggedTensorSpec([None, None], tf.int32)]
-        else:
-            # As `glue.make_text_dataset`: round-robin truncation of 1 or 2 segments.
-            packer = glue.make_packer(self.tokenizer, self.sequence_length)
-            if self.pair:
-                def pack(first, second):
-                    return packer((first, second))
-
-                signature = [tf.RaggedTensorSpec([None, None], tf.int32)] * 2
-            else:
-                def pack(first):
-                    return packer((first,))
-
-                signature = [tf.RaggedTensorSpec([None, None], tf.int32)]
-        self._pack = tf.function(pack, input_signature=signature)
+        count = 2 if self.pair else 1
+        self._pack = tf.function(pack, input_signature=[tf.RaggedTensorSpec([None, None], tf.int32)] * count)
         return self._pack
 
     def _tokenize(self, texts):

@@ -25,13 +25,13 @@ keras-hub layers, equal to float32 rounding).
 
 import tensorflow as tf
 
-from distil_tf.export import packing
 from distil_tf.export import warmup as warmup_records
 from distil_tf.export.export_base import ExportModuleBase, text_spec
 from distil_tf.export.fused_encoder import FusedEncoder
 from distil_tf.export.inference_options import with_compute_dtype
 from distil_tf.models import pooling as pooling_lib
 from distil_tf.models.encoder import Encoder
+from distil_tf.text.text_preprocessor import TextPreprocessor
 
 DEFAULT_MAX_SEQUENCE_LENGTH = 128
 EMBEDDING_OUTPUT = "embedding"
@@ -105,6 +105,8 @@ class EmbeddingExportModule(ExportModuleBase):
         self.pooling = pooling
         self.normalize = encoder.normalize_embeddings if normalize is None else bool(normalize)
         self.hidden_dim = encoder.hidden_dim
+        # Round robin of one text, no cleaning: [CLS] text [SEP], cut to the length.
+        self.preprocessor = TextPreprocessor(tokenizer, self.max_sequence_length)
 
     def describe(self):
         """What the export records beside the SavedModel (`assets.extra/embedding.json`)."""
@@ -120,10 +122,7 @@ class EmbeddingExportModule(ExportModuleBase):
 
     def pack(self, texts):
         """`{"token_ids", "segment_ids", "padding_mask"}` int32 `[batch, T]` of raw texts."""
-        features, _ = packing.pack_segments(
-            [self.tokenize(texts)], self.max_sequence_length, self.start_id, self.end_id, self.pad_id,
-        )
-        return features
+        return self.preprocessor(texts)
 
     def forward(self, inputs):
         """Embeddings float32 `[batch, hidden]` of packed inputs; padded positions are masked out."""

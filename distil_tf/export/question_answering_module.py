@@ -23,10 +23,12 @@ best span's start logit + end logit. Training records its `doc_stride` and
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from distil_tf.export import packing, span_decoding
+from distil_tf.export import span_decoding
 from distil_tf.export import warmup as warmup_records
 from distil_tf.export.export_base import TaskExportModule, text_spec
 from distil_tf.heads import SPAN
+from distil_tf.text import packing
+from distil_tf.text.text_preprocessor import TextPreprocessor
 
 DEFAULT_MAX_SEQUENCE_LENGTH = 384
 DEFAULT_MAX_QUERY_LENGTH = 64
@@ -101,8 +103,7 @@ class QuestionAnsweringExportModule(TaskExportModule):
 
     def pack(self, questions, contexts):
         """Features `[batch, T]` of (question, context) pairs cut to one window (the ids warmup's input)."""
-        return packing.pack_texts(self.tokenize, questions, contexts, self.preprocessing, self.max_sequence_length,
-                                  self.start_id, self.end_id, self.pad_id)
+        return TextPreprocessor(self.tokenizer, self.preprocessing)(questions, contexts)
 
     def answer_questions(self, questions, contexts):
         """serving_default outputs of a span model (see the module docstring)."""

@@ -11,8 +11,9 @@ Signatures (`B` = batch, `T` = longest packed row of the batch, `K` = classes):
 | `predict_ids` | both | `token_ids`, `padding_mask` (+ `segment_ids`, BERT) int32 `[B,T]` | `logits` |
 
 Text is tokenized in graph by the model's `BertWordPieceTokenizer` (invalid
-UTF-8 is replaced, never an error) and packed by `packing.pack_texts` with the
-model's recorded preprocessing: the cleaning (IMDb's `<br />` tags) and the
+UTF-8 is replaced, never an error) and packed by `text.TextPreprocessor`
+(the object training's `tf.data` pipelines run) with the model's recorded
+preprocessing: the cleaning (IMDb's `<br />` tags) and the
 truncation (round robin for pairs, head + tail for long reviews) that training
 used, `[CLS] a [SEP] (b [SEP])`, segment ids 0/1, padding to the longest row
 of the batch. A 10,000-word text is truncated, not refused.
@@ -24,10 +25,10 @@ carry the text in bytes feature `text` (and `text_pair` for pair tasks).
 
 import tensorflow as tf
 
-from distil_tf.export import packing
 from distil_tf.export import warmup as warmup_records
 from distil_tf.export.export_base import TaskExportModule, text_spec
 from distil_tf.heads import CLASSIFICATION, REGRESSION
+from distil_tf.text.text_preprocessor import TextPreprocessor
 
 DEFAULT_MAX_SEQUENCE_LENGTH = 128
 
@@ -63,6 +64,8 @@ class SentencePredictionExportModule(TaskExportModule):
             self.label_names = list(label_names)
         else:
             self.label_names = None
+        # Training's preprocessor, rebuilt from the config saved with the model.
+        self.preprocessor = TextPreprocessor(tokenizer, self.preprocessing)
 
     def serving_default_input_names(self):
         return ("text", "text_pair") if self.pair else ("text",)
@@ -75,8 +78,7 @@ class SentencePredictionExportModule(TaskExportModule):
         Cleans and truncates as training did (`self.preprocessing`): IMDb
         models drop `<br />` tags and keep head + tail of long reviews.
         """
-        return packing.pack_texts(self.tokenize, texts, text_pairs, self.preprocessing, self.max_sequence_length,
-                                  self.start_id, self.end_id, self.pad_id)
+        return self.preprocessor(texts, text_pairs)
 
     def classification_outputs(self, logits):
         """`logits` `[B, K]` -> logits, probabilities, label ids and label names."""

@@ -198,7 +198,7 @@ def run(runner, inputs):
 
 
 def pack_for_tflite(tokenizer, text, sequence_length, text_pair=None, preprocessing=None):
-    """Host-side packing to the fixed shape, by the SavedModel signatures' own rules (`packing.pack_texts`).
+    """Host-side packing to the fixed shape by training's `TextPreprocessor` (what the SavedModel signatures run).
 
     `preprocessing` (`PreprocessingConfig` or its dict, as `tflite.json`
     records it; None: round-robin, no cleaning) cleans and truncates as in
@@ -207,28 +207,16 @@ def pack_for_tflite(tokenizer, text, sequence_length, text_pair=None, preprocess
     Returns:
         dict of int32 numpy `[1, sequence_length]`: token_ids, segment_ids, padding_mask.
     """
-    from distil_tf.export.packing import pack_texts
     from distil_tf.text.preprocessing import PreprocessingConfig
+    from distil_tf.text.text_preprocessor import TextPreprocessor
 
     if preprocessing is None:
         preprocessing = PreprocessingConfig(sequence_length)
     elif isinstance(preprocessing, dict):
         preprocessing = PreprocessingConfig.from_dict(preprocessing)
-    def tokenize(texts):
-        ids = tokenizer(texts)
-        # keras-hub returns a dense tensor when every row has the same length
-        # (always, for one text): as rows of a ragged batch, nothing is padded.
-        ids = ids if isinstance(ids, tf.RaggedTensor) else tf.RaggedTensor.from_tensor(ids)
-        return tf.cast(ids, tf.int32)
-
-    # token_to_id, not a scan of the 30k-entry vocabulary list: this runs once per sentence.
-    features = pack_texts(
-        tokenize, tf.constant([text]),
-        None if text_pair is None else tf.constant([text_pair]), preprocessing, sequence_length,
-        tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]"), tokenizer.token_to_id("[PAD]"))
-    width = int(features["token_ids"].shape[1])
-    return {name: np.pad(value.numpy(), [(0, 0), (0, sequence_length - width)]).astype(np.int32)
-            for name, value in features.items()}
+    preprocessor = TextPreprocessor(tokenizer, preprocessing.with_length(sequence_length), pad_to_length=True)
+    features = preprocessor(tf.constant([text]), None if text_pair is None else tf.constant([text_pair]))
+    return {name: value.numpy().astype(np.int32) for name, value in features.items()}
 
 
 def write_tflite_export(model, tokenizer, directory, sequence_length=None, preprocessing=None, model_dir=None):

@@ -275,22 +275,16 @@ def text_batches(spec, examples, tokenizer, sequence_length, batch_size, shuffle
     `group_by_length_batches` > 0 (training only: it reorders rows) builds
     the batches with `group_by_length` over groups of that many batches.
     """
-    from distil_tf.data import glue, imdb
+    from distil_tf.data import glue
 
     grouped = group_by_length_batches > 0
     read_size = batch_size * group_by_length_batches if grouped else batch_size
-    if spec.family == "imdb":
-        settings = preprocessing_for(spec, sequence_length)
-        dataset = imdb.make_imdb_dataset(
-            examples, tokenizer, sequence_length, read_size, truncation=settings.truncation,
-            head_length=settings.head_length, shuffle=shuffle, seed=seed,
-            drop_remainder=drop_remainder and not grouped,
-        )
-    else:
-        dataset = glue.make_text_dataset(
-            examples, tokenizer, sequence_length, read_size, task=spec, shuffle=shuffle,
-            seed=seed, drop_remainder=drop_remainder and not grouped,
-        )
+    # The task's preprocessing (the one recorded with the model and served):
+    # GLUE round robin; IMDb head + tail with `<br />` tags removed.
+    dataset = glue.make_text_dataset(
+        examples, tokenizer, sequence_length, read_size, task=spec, shuffle=shuffle, seed=seed,
+        preprocessing=preprocessing_for(spec, sequence_length), drop_remainder=drop_remainder and not grouped,
+    )
     dataset = dataset.map(_keyed_like_the_logits)
     if grouped:
         dataset = group_by_length(dataset, batch_size, seed, drop_remainder, group_by_length_batches)

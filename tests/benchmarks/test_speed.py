@@ -117,9 +117,11 @@ def test_pairs_are_packed_cls_a_sep_b_sep(stsb_file, tiny_vocab_file):
     assert inputs.token_ids[0].tolist() == [[cls_id] + first + [sep_id] + second + [sep_id]]
     assert inputs.segment_ids[0].tolist() == [[0] * (len(first) + 2) + [1] * (len(second) + 1)]
     assert inputs.token_ids[0].dtype == np.int32
-    # Over-long pairs lose pieces from the longer sentence first.
+    # Over-long pairs are cut round robin, as the export's text signature cuts them.
     truncated = speed.tokenize_pairs(tokenizer, pairs, max_sequence_length=8)
     assert max(truncated.lengths) == 8
+    assert (len(first), len(second)) == (4, 4)  # budget 5: round robin keeps 3 + 2
+    assert truncated.token_ids[0].tolist() == [[cls_id] + first[:3] + [sep_id] + second[:2] + [sep_id]]
 
 
 def test_real_stsb_dev_has_1500_pairs(shared_data):

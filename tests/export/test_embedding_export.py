@@ -7,7 +7,6 @@ import pytest
 import tensorflow as tf
 
 from distil_tf import load_model
-from distil_tf.data import glue
 from distil_tf.export import export_model, warmup
 from distil_tf.export.exporter import read_embedding_config, signature_names
 from distil_tf.models import Encoder, TaskModel, save_model
@@ -36,10 +35,15 @@ def encoder_export(tmp_path_factory, bert_tokenizer):
 
 
 def _training_features(tokenizer, texts):
-    """Packed `[CLS] text [SEP]` ids as training's tf.data packer builds them."""
-    packer = glue.make_packer(tokenizer, MAX_SEQUENCE_LENGTH)
+    """Packed `[CLS] text [SEP]` ids by keras-hub's packer, an independent reference (padded to the length)."""
+    import keras_hub
+
+    packer = keras_hub.layers.MultiSegmentPacker(
+        sequence_length=MAX_SEQUENCE_LENGTH, start_value=tokenizer.token_to_id("[CLS]"),
+        end_value=tokenizer.token_to_id("[SEP]"), pad_value=tokenizer.token_to_id("[PAD]"))
     token_ids, segment_ids = packer(tokenizer(tf.constant(texts)))
-    return glue.pack_features(token_ids, segment_ids, tokenizer.pad_token_id)
+    return {"token_ids": tf.cast(token_ids, tf.int32), "segment_ids": tf.cast(segment_ids, tf.int32),
+            "padding_mask": tf.cast(token_ids != tokenizer.token_to_id("[PAD]"), tf.int32)}
 
 
 def test_layout_signatures_and_recorded_pooling(encoder_export):

@@ -1,19 +1,22 @@
-"""In-graph packing for exported signatures: `[CLS] a [SEP] (b [SEP])`, core ops only.
+"""In-graph packing: `[CLS] a [SEP] (b [SEP])`, core ops only; the one packer of training and serving.
+
+`TextPreprocessor` (`text_preprocessor.py`) packs with it in training's
+`tf.data` pipelines, in evaluation and inside every exported signature.
 
 Why not `keras_hub.layers.MultiSegmentPacker`: with `truncate="round_robin"`
-(what training uses, see `distil_tf.data.glue.make_packer`) it calls
-`tf_text.RoundRobinTrimmer`, which since tensorflow-text 2.13 emits the
+it calls `tf_text.RoundRobinTrimmer`, which since tensorflow-text 2.13 emits the
 `TFText>RoundRobinTrim` / `TFText>RoundRobinGenerateMasks` ops. TF Serving
 2.12-2.19 pin tensorflow-text 2.12.1 and lack them, so such a SavedModel
 fails to load there ("Op type not registered"). The rule: export with the
 tensorflow-text version the target image pins. Here the round-robin rule is
 computed with plain arithmetic on row lengths and ragged slicing (core ops),
-giving the same token ids as the training packer while loading on every
-TF Serving release that has the tokenizer's ops.
+giving the same token ids as keras-hub's packer (tested) while loading on
+every TF Serving release that has the tokenizer's ops.
 
 Padding goes to the longest row of the batch, not to `max_sequence_length`:
 attention costs O(seq^2), and on CPU a batch of short sentences padded to 128
-runs several times slower for identical outputs.
+runs several times slower for identical outputs. Static shapes (XLA, TPUs)
+ask for `pad_to_length`.
 """
 
 import tensorflow as tf
@@ -79,8 +82,9 @@ def pack_segments(
     end_id,
     pad_id,
     truncate=ROUND_ROBIN,
+    pad_to_length=False,
 ):
-    """Truncate, add special tokens, pad to the longest row.
+    """Truncate, add special tokens, pad to the longest row (or to `sequence_length`).
 
     Args:
         segments: list of 1 or 2 `tf.RaggedTensor` `[batch, None]` of token
@@ -90,11 +94,13 @@ def pack_segments(
         end_id: int. `[SEP]`.
         pad_id: int. `[PAD]`.
         truncate: str. "round_robin" (training's default) or "waterfall".
+        pad_to_length: bool. Pad every batch to `sequence_length` (a static
+            width, for XLA and TPUs) instead of its longest row.
 
     Returns:
         `(features, kept_lengths)`: features `{"token_ids", "segment_ids",
         "padding_mask"}` int32 `[batch, longest]` with
-        `longest <= sequence_length`, and the kept length of every segment,
+        `longest <= sequence_length` (`[batch, sequence_length]` with `pad_to_length`), and the kept length of every segment,
         int64 `[batch]` each.
     """
     num_special = 1 + len(segments)
@@ -125,9 +131,11 @@ def pack_segments(
     padding_mask = tf.ones_like(token_ids)
     # The width is the longest row; an empty batch still gets the special
     # tokens' width, so that the model's `[:, 0]` ([CLS]) slice is in range.
-    row_lengths = tf.concat([token_ids.row_lengths(), [num_special]], axis=0)
-    width = tf.reduce_max(row_lengths)
-    shape = tf.stack([batch_size, width])
+    if pad_to_length:
+        shape = tf.stack([batch_size, tf.constant(sequence_length, batch_size.dtype)])
+    else:
+        row_lengths = tf.concat([token_ids.row_lengths(), [num_special]], axis=0)
+        shape = tf.stack([batch_size, tf.reduce_max(row_lengths)])
     features = {
         "token_ids": token_ids.to_tensor(default_value=pad_id, shape=shape),
         "segment_ids": segment_ids.to_tensor(default_value=0, shape=shape),
@@ -136,11 +144,9 @@ def pack_segments(
     return features, kept_lengths
 
 
-def pack_texts(tokenize, texts, text_pairs, preprocessing, sequence_length, start_id, end_id, pad_id):
-    """Clean, tokenize, truncate and pack texts as the model was trained: the one text-to-ids path of every export.
-
-    The SavedModel signatures (`SentencePredictionExportModule.pack`, in graph) and the TFLite
-    host-side packer (`tflite_format.pack_for_tflite`, eagerly) both call this.
+def pack_texts(tokenize, texts, text_pairs, preprocessing, sequence_length, start_id, end_id, pad_id,
+               pad_to_length=False):
+    """Clean, tokenize, truncate and pack texts as the model was trained (`TextPreprocessor.__call__`).
 
     Args:
         tokenize: callable, string `[batch]` -> ragged int ids `[batch, None]`
@@ -150,6 +156,7 @@ def pack_texts(tokenize, texts, text_pairs, preprocessing, sequence_length, star
             (cleaning, truncation; its length is not used: `sequence_length` is).
         sequence_length: int. Longest packed row, special tokens included.
         start_id, end_id, pad_id: int. `[CLS]`, `[SEP]`, `[PAD]`.
+        pad_to_length: bool. A static width `sequence_length` (see `pack_segments`).
 
     Returns:
         `{"token_ids", "segment_ids", "padding_mask"}` int32 `[batch, longest]`.
@@ -161,9 +168,24 @@ def pack_texts(tokenize, texts, text_pairs, preprocessing, sequence_length, star
     segments = [tokenize(texts)]
     if text_pairs is not None:
         segments.append(tokenize(text_pairs))
+    return pack_token_ids(segments, preprocessing, sequence_length, start_id, end_id, pad_id, pad_to_length)
+
+
+def pack_token_ids(segments, preprocessing, sequence_length, start_id, end_id, pad_id, pad_to_length=False):
+    """Truncate already tokenized segments the model's way and pack them: `pack_texts` after tokenizing.
+
+    Round robin (GLUE, pairs) shares the budget between the segments; head
+    + tail / head (IMDb, one text) keep the review's start and end first, and
+    the packer then never trims.
+    """
+    from distil_tf.text import preprocessing as text_preprocessing
+
+    segments = list(segments)
     if preprocessing.truncation != text_preprocessing.ROUND_ROBIN:
+        if len(segments) != 1:
+            raise ValueError(f"truncation '{preprocessing.truncation}' is for single texts, got {len(segments)}")
         # [CLS] text [SEP]: two special tokens; what is left then fits.
         segments[0] = text_preprocessing.truncate_head_tail(
             segments[0], sequence_length - 2, preprocessing.truncation, preprocessing.head_length)
-    features, _ = pack_segments(segments, sequence_length, start_id, end_id, pad_id)
+    features, _ = pack_segments(segments, sequence_length, start_id, end_id, pad_id, pad_to_length=pad_to_length)
     return features

@@ -1,19 +1,19 @@
-"""In-graph packing: same ids as training's keras-hub packer, core ops only."""
+"""In-graph packing: the ids of keras-hub's `MultiSegmentPacker` (the reference), core ops only."""
 
+import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from distil_tf.data.glue import make_packer
-from distil_tf.export import packing
+from distil_tf.text import packing
 
 CLS, SEP, PAD = 101, 102, 0
 
 
-class _Ids:
-    """The three ids `make_packer` reads from a tokenizer."""
-
-    cls_token_id, sep_token_id, pad_token_id = CLS, SEP, PAD
+def make_packer(sequence_length, truncate):
+    """keras-hub's packer: what the round-robin rule must reproduce without `TFText>RoundRobinTrim`."""
+    return keras_hub.layers.MultiSegmentPacker(sequence_length=sequence_length, start_value=CLS, end_value=SEP,
+                                               pad_value=PAD, truncate=truncate)
 
 
 def _ragged(lengths, offset):
@@ -38,7 +38,7 @@ def test_pairs_match_the_training_packer(truncate):
     for sequence_length in (12, 13):
         first, second = _ragged(first_lengths, 1000), _ragged(second_lengths, 2000)
         features, _ = packing.pack_segments([first, second], sequence_length, CLS, SEP, PAD, truncate)
-        reference_ids, reference_segments = make_packer(_Ids, sequence_length, truncate)((first, second))
+        reference_ids, reference_segments = make_packer(sequence_length, truncate)((first, second))
         reference_lengths = (reference_ids.numpy() != PAD).sum(axis=1)
         token_ids, segment_ids = _unpadded(features)
         for row in range(len(first_lengths)):
