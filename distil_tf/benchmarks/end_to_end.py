@@ -98,26 +98,36 @@ def build_random_classifier(vocab_path, directory, seed=0):
 
 
 def prepare(model_dir, work_dir):
-    """Export `model_dir` as TF Serving and (when it can be) Hugging Face and ONNX.
+    """Export `model_dir` as TF Serving and (when it can be) Hugging Face and ONNX; loads the model once.
 
     Returns:
         dict: `savedmodel` (version dir), `hf_dir` and `onnx` (paths, or None
-        with `peer_skip_reason`), `ort_fused_operators`, `parameters`.
+        with `peer_skip_reason`), `ort_fused_operators`, `parameters`,
+        `label_names`, `preprocessing` (the trained `PreprocessingConfig` as a
+        dict, at the served length) and `max_sequence_length`.
     """
     from distil_tf.export import export_model
+    from distil_tf.export.exporter import export_sequence_length, trained_preprocessing
     from distil_tf.export.hf_format import write_hf_directory
     from distil_tf.models import load_model_and_tokenizer
     from distil_tf.models.summary import parameter_counts
+    from distil_tf.text.preprocessing import PreprocessingConfig
 
     work_dir = pathlib.Path(work_dir)
     model, tokenizer = load_model_and_tokenizer(model_dir)
     if getattr(model, "head_type", None) != "classification":
         raise ValueError(f"{model_dir} is not a classification task model: the end-to-end benchmark "
                          "sends sentences and reads labels")
+    trained = trained_preprocessing(model_dir)
+    length = export_sequence_length(trained, None)
     prepared = {"savedmodel": str(export_model(model_dir, work_dir / "export", warmup=False)),
+                "model_dir": str(model_dir),
                 "parameters": int(parameter_counts(model.encoder)["backbone"]),
                 "architecture": model.encoder.architecture,
                 "num_layers": model.encoder.num_layers, "hidden_dim": model.encoder.hidden_dim,
+                "label_names": list(model.label_names),
+                "max_sequence_length": length,
+                "preprocessing": (trained or PreprocessingConfig(length)).with_length(length).to_dict(),
                 "hf_dir": None, "onnx": None, "peer_skip_reason": None}
     try:
         hf_dir = work_dir / "hf"
@@ -128,47 +138,16 @@ def prepare(model_dir, work_dir):
         return prepared
     prepared["hf_dir"] = str(hf_dir)
     try:
-        prepared["onnx"], prepared["ort_fused_operators"] = _onnx_classifier(hf_dir, model.encoder, work_dir)
+        # Eager attention: ORT's Attention fusion matches its ONNX pattern, not SDPA's.
+        onnx_path = speed.export_hf_onnx(hf_dir, model.encoder.architecture, work_dir / "classifier.onnx",
+                                         output="logits", attn_implementation="eager")
+        prepared["onnx"] = str(work_dir / "classifier_fused.onnx")
+        prepared["ort_fused_operators"] = speed.fuse_onnx(onnx_path, prepared["onnx"], model.encoder.num_heads,
+                                                          model.encoder.hidden_dim)
     except ImportError as error:
+        prepared["onnx"] = None
         prepared["ort_skip_reason"] = f"ONNX export needs the bench extra ({error})"
     return prepared
-
-
-def _onnx_classifier(hf_dir, encoder, work_dir):
-    """`(fused ONNX path, fused operator counts)`: the HF classifier's logits, BERT fusions applied."""
-    import torch
-    import transformers
-    from onnxruntime.transformers import optimizer
-
-    # Eager attention: ORT's Attention fusion matches its ONNX pattern, not SDPA's.
-    hf_model = transformers.AutoModelForSequenceClassification.from_pretrained(
-        hf_dir, attn_implementation="eager").eval()
-    names = ["input_ids", "attention_mask"]
-    example = [torch.ones((1, 8), dtype=torch.int64), torch.ones((1, 8), dtype=torch.int64)]
-    if encoder.architecture == "bert":
-        names.append("token_type_ids")
-        example.append(torch.zeros((1, 8), dtype=torch.int64))
-
-    class Logits(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.hf_model = hf_model
-
-        def forward(self, *tensors):
-            return self.hf_model(**dict(zip(names, tensors))).logits
-
-    path = pathlib.Path(work_dir) / "classifier.onnx"
-    axes = {name: {0: "batch", 1: "sequence"} for name in names}
-    axes["logits"] = {0: "batch"}
-    with torch.no_grad():
-        torch.onnx.export(Logits(), tuple(example), str(path), input_names=names, output_names=["logits"],
-                          dynamic_axes=axes, opset_version=17, dynamo=False)
-    optimized = optimizer.optimize_model(str(path), model_type="bert", num_heads=encoder.num_heads,
-                                         hidden_size=encoder.hidden_dim, use_gpu=False)
-    fused_path = pathlib.Path(work_dir) / "classifier_fused.onnx"
-    optimized.save_model_to_file(str(fused_path))
-    counts = {name: int(count) for name, count in optimized.get_fused_operator_statistics().items() if count}
-    return str(fused_path), counts
 
 
 # ---------------------------------------------------------------------------
@@ -241,22 +220,25 @@ def _tf_child(spec_path):
 
 
 def _packed_ids(prepared, sentences, path):
-    """The ids the export's own packer gives each sentence (`[1, T]` each), saved for the ids runner."""
+    """The ids the export's preprocessor gives each sentence (`[1, T]` each), saved for the ids runner.
+
+    The same `TextPreprocessor` and config the SavedModel's `serving_default`
+    runs, so `tf-predict-ids` differs from it only by where tokenization runs.
+    """
     import tensorflow as tf
 
-    from distil_tf.export.exporter import trained_preprocessing
-    from distil_tf.export.sentence_prediction_module import SentencePredictionExportModule
-    from distil_tf.models import load_model_and_tokenizer
+    from distil_tf.models.model_dir import load_tokenizer
+    from distil_tf.text.preprocessing import PreprocessingConfig
+    from distil_tf.text.text_preprocessor import TextPreprocessor
 
-    model, tokenizer = load_model_and_tokenizer(prepared["model_dir"])
-    module = SentencePredictionExportModule(model, tokenizer, prepared["max_sequence_length"],
-                                            preprocessing=trained_preprocessing(prepared["model_dir"]))
+    preprocessor = TextPreprocessor(load_tokenizer(prepared["model_dir"]),
+                                    PreprocessingConfig.from_dict(prepared["preprocessing"]))
+    keys = ("token_ids", "padding_mask") + (("segment_ids",) if prepared["architecture"] == "bert" else ())
     arrays = {}
     for index, sentence in enumerate(sentences):
-        features = module.pack(tf.constant([sentence]))
-        for key in ("token_ids", "padding_mask", "segment_ids"):
-            if key != "segment_ids" or module.uses_segment_ids:
-                arrays[f"{key}_{index}"] = features[key].numpy()
+        features = preprocessor(tf.constant([sentence]))
+        for key in keys:
+            arrays[f"{key}_{index}"] = features[key].numpy()
     np.savez(path, **arrays)
     return path
 
@@ -299,18 +281,12 @@ def _run_hf_pipeline(prepared, sentences, label_names, threads, warmup):
 
 
 def _run_ort(prepared, sentences, threads, warmup):
-    import onnxruntime
     import transformers
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(prepared["hf_dir"], use_fast=True).backend_tokenizer
     tokenizer.enable_truncation(prepared["max_sequence_length"])
     tokenizer.no_padding()
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    session = onnxruntime.InferenceSession(prepared["onnx"], options, providers=["CPUExecutionProvider"])
+    session = speed.ort_session(prepared["onnx"], threads)
     input_names = {node.name for node in session.get_inputs()}
 
     def predict(index):
@@ -359,13 +335,7 @@ def run(sst2_dev, vocab_path, model_dir=None, sentences=DEFAULT_SENTENCES, runne
     else:
         model_source = str(model_dir)
     prepared = prepare(model_dir, scratch)
-    from distil_tf.export.exporter import trained_preprocessing
-    from distil_tf.models import load_model
-
-    trained = trained_preprocessing(model_dir)
-    prepared.update(model_dir=str(model_dir),
-                    max_sequence_length=trained.max_seq_length if trained else MAX_SEQUENCE_LENGTH)
-    label_names = list(load_model(model_dir).label_names)
+    label_names = prepared["label_names"]
     rows = []
     reference = None
     for runner in runners:

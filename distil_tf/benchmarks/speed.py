@@ -475,42 +475,56 @@ def _load_hf_pytorch(model, inputs, tokenizer, work_dir, threads=None):
     return predict, None, to_numpy
 
 
-def export_onnx(model, path, opset=17, attn_implementation=None):
-    """`torch.onnx.export` of the Hugging Face model, dynamic batch and length.
+def export_hf_onnx(hf_dir, architecture, path, output="last_hidden_state", attn_implementation=None, opset=17):
+    """`torch.onnx.export` of a Hugging Face directory, dynamic batch and length.
+
+    Args:
+        hf_dir: a Hugging Face model directory (`export.hf_format`).
+        architecture: "bert" (inputs include `token_type_ids`) or "distilbert".
+        path: the `.onnx` file to write.
+        output: "last_hidden_state" (`AutoModel`, `[batch, seq, hidden]`) or
+            "logits" (`AutoModelForSequenceClassification`, `[batch, classes]`).
+        attn_implementation: None (transformers' default, SDPA) or "eager",
+            the pattern ORT's Attention fusion matches.
 
     Uses the TorchScript exporter (`dynamo=False`): ONNX Runtime's attention
     and LayerNorm fusions are written for its graph, and it needs no
     `onnxscript`. The model is wrapped so inputs bind by name (transformers
-    5 reorders `forward` arguments) and the output is the last hidden state.
+    5 reorders `forward` arguments).
     """
     import torch
     import transformers
 
-    class LastHiddenState(torch.nn.Module):
+    if output not in ("last_hidden_state", "logits"):
+        raise ValueError(f"output must be 'last_hidden_state' or 'logits', got {output!r}")
+
+    class NamedOutput(torch.nn.Module):
         def __init__(self, hf_model, names):
             super().__init__()
             self.hf_model = hf_model
             self.names = names
 
         def forward(self, *tensors):
-            return self.hf_model(**dict(zip(self.names, tensors))).last_hidden_state
+            return getattr(self.hf_model(**dict(zip(self.names, tensors))), output)
 
     names = ["input_ids", "attention_mask"]
     example = [torch.ones((1, 8), dtype=torch.int64), torch.ones((1, 8), dtype=torch.int64)]
-    if model.architecture == "bert":
+    if architecture == "bert":
         names.append("token_type_ids")
         example.append(torch.zeros((1, 8), dtype=torch.int64))
     kwargs = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
-    wrapped = LastHiddenState(transformers.AutoModel.from_pretrained(model.hf_dir, **kwargs).eval(), names)
+    auto_class = transformers.AutoModel if output == "last_hidden_state" else (
+        transformers.AutoModelForSequenceClassification)
+    wrapped = NamedOutput(auto_class.from_pretrained(hf_dir, **kwargs).eval(), names)
     dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in names}
-    dynamic_axes["last_hidden_state"] = {0: "batch", 1: "sequence"}
+    dynamic_axes[output] = {0: "batch", 1: "sequence"} if output == "last_hidden_state" else {0: "batch"}
     with torch.no_grad():
         torch.onnx.export(
             wrapped,
             tuple(example),
             str(path),
             input_names=names,
-            output_names=["last_hidden_state"],
+            output_names=[output],
             dynamic_axes=dynamic_axes,
             opset_version=opset,
             dynamo=False,
@@ -518,8 +532,14 @@ def export_onnx(model, path, opset=17, attn_implementation=None):
     return path
 
 
-def optimize_onnx(model, path, out_path):
-    """ORT's transformer optimizer on the exported graph (model type "bert", heads and width from the config).
+def export_onnx(model, path, opset=17, attn_implementation=None):
+    """The benchmark model's encoder (`last_hidden_state`) as ONNX: `export_hf_onnx` on `model.hf_dir`."""
+    return export_hf_onnx(model.hf_dir, model.architecture, path, attn_implementation=attn_implementation,
+                          opset=opset)
+
+
+def fuse_onnx(path, out_path, num_heads, hidden_size):
+    """ORT's transformer optimizer (model type "bert") on an exported graph; writes `out_path`.
 
     Returns the fused-operator statistics (e.g. `{"Attention": 6,
     "SkipLayerNormalization": 12, ...}`), recorded in the row: a peer whose
@@ -527,11 +547,32 @@ def optimize_onnx(model, path, out_path):
     """
     from onnxruntime.transformers import optimizer
 
-    optimized = optimizer.optimize_model(
-        str(path), model_type="bert", num_heads=model.encoder_config["num_heads"],
-        hidden_size=model.encoder_config["hidden_dim"], use_gpu=False)
+    optimized = optimizer.optimize_model(str(path), model_type="bert", num_heads=int(num_heads),
+                                         hidden_size=int(hidden_size), use_gpu=False)
     optimized.save_model_to_file(str(out_path))
     return {name: int(count) for name, count in optimized.get_fused_operator_statistics().items() if count}
+
+
+def optimize_onnx(model, path, out_path):
+    """`fuse_onnx` with the benchmark model's heads and width."""
+    return fuse_onnx(path, out_path, model.encoder_config["num_heads"], model.encoder_config["hidden_dim"])
+
+
+def ort_session(path, threads=None):
+    """An ONNX Runtime CPU session as a strong user sets one up for batch-1 latency.
+
+    All graph optimizations, `threads` intra-op threads (default: every
+    core), one inter-op thread and sequential execution, the same thread
+    budget the TF runners get.
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def quantize_onnx(path, out_path):
@@ -549,8 +590,6 @@ def quantize_onnx(path, out_path):
 def _onnxruntime_loader(variant):
     def load(model, inputs, tokenizer, work_dir, threads=None):
         _require("torch", "transformers", "onnx", "onnxruntime")
-        import onnxruntime
-
         work_dir = pathlib.Path(work_dir)
         # ORT's Attention fusion matches the eager attention's ONNX pattern,
         # not the one `torch.onnx` writes for SDPA (transformers' default).
@@ -563,14 +602,7 @@ def _onnxruntime_loader(variant):
         if "int8" in variant:
             path = quantize_onnx(path, work_dir / "model_int8.onnx")
             details["ort_quantization"] = "quantize_dynamic, weight_type=QInt8"
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
-        options.inter_op_num_threads = 1
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        session = onnxruntime.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+        session = ort_session(path, threads)
         input_names = {node.name for node in session.get_inputs()}
         feeds = [
             {key: value.numpy() for key, value in feed.items() if key in input_names}

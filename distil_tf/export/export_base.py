@@ -35,6 +35,7 @@ from distil_tf.export.inference_options import InferenceOptions, pad_to_bucket, 
 from distil_tf.models import pooling as pooling_lib
 from distil_tf.models.task_model import head_outputs
 from distil_tf.text import preprocessing as text_preprocessing
+from distil_tf.text.text_preprocessor import TextPreprocessor
 
 PREDICT_IDS_SIGNATURE = "predict_ids"
 
@@ -222,6 +223,9 @@ class TaskExportModule(ExportModuleBase):
         if self.preprocessing.truncation != text_preprocessing.ROUND_ROBIN and self.pair:
             raise ValueError(f"truncation '{self.preprocessing.truncation}' is for single texts; "
                              f"this model's inputs are pairs")
+        # Training's preprocessor, rebuilt from the config saved with the model:
+        # the one path from raw text to ids for every signature of the family.
+        self.preprocessor = TextPreprocessor(tokenizer, self.preprocessing)
 
     def forward(self, inputs):
         """`TaskModel.call` (inference) on packed inputs: `{"logits"}` or `{"start_logits", "end_logits"}`."""

@@ -28,7 +28,6 @@ from distil_tf.export import warmup as warmup_records
 from distil_tf.export.export_base import TaskExportModule, text_spec
 from distil_tf.heads import SPAN
 from distil_tf.text import packing
-from distil_tf.text.text_preprocessor import TextPreprocessor
 
 DEFAULT_MAX_SEQUENCE_LENGTH = 384
 DEFAULT_MAX_QUERY_LENGTH = 64
@@ -103,7 +102,7 @@ class QuestionAnsweringExportModule(TaskExportModule):
 
     def pack(self, questions, contexts):
         """Features `[batch, T]` of (question, context) pairs cut to one window (the ids warmup's input)."""
-        return TextPreprocessor(self.tokenizer, self.preprocessing)(questions, contexts)
+        return self.preprocessor(questions, contexts)
 
     def answer_questions(self, questions, contexts):
         """serving_default outputs of a span model (see the module docstring)."""

@@ -28,7 +28,6 @@ import tensorflow as tf
 from distil_tf.export import warmup as warmup_records
 from distil_tf.export.export_base import TaskExportModule, text_spec
 from distil_tf.heads import CLASSIFICATION, REGRESSION
-from distil_tf.text.text_preprocessor import TextPreprocessor
 
 DEFAULT_MAX_SEQUENCE_LENGTH = 128
 
@@ -64,8 +63,6 @@ class SentencePredictionExportModule(TaskExportModule):
             self.label_names = list(label_names)
         else:
             self.label_names = None
-        # Training's preprocessor, rebuilt from the config saved with the model.
-        self.preprocessor = TextPreprocessor(tokenizer, self.preprocessing)
 
     def serving_default_input_names(self):
         return ("text", "text_pair") if self.pair else ("text",)

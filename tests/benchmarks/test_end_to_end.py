@@ -65,6 +65,31 @@ def test_a_head_without_a_hugging_face_class_skips_the_peers_with_the_reason(tmp
     assert "mean" in prepared["peer_skip_reason"]
 
 
+def test_the_ids_runner_gets_the_ids_the_served_signature_packs(tmp_path, shared_data, bert_vocab):
+    import numpy as np
+    import tensorflow as tf
+
+    from distil_tf.export.exporter import trained_preprocessing
+    from distil_tf.export.sentence_prediction_module import SentencePredictionExportModule
+    from distil_tf.models import load_model_and_tokenizer
+
+    model_dir = _tiny_classifier(tmp_path / "model", bert_vocab)
+    prepared = end_to_end.prepare(model_dir, tmp_path / "work")
+    assert prepared["label_names"] == ["negative", "positive"]
+    assert prepared["max_sequence_length"] == 64 and prepared["preprocessing"]["max_seq_length"] == 64
+    sentences = end_to_end.read_sst2_sentences(shared_data / "glue" / "SST-2" / "dev.tsv", 5)
+    arrays = np.load(end_to_end._packed_ids(prepared, sentences, tmp_path / "ids.npz"))
+    model, tokenizer = load_model_and_tokenizer(model_dir)
+    module = SentencePredictionExportModule(model, tokenizer, 64, preprocessing=trained_preprocessing(model_dir))
+    assert sorted(arrays.files) == sorted(f"{key}_{index}" for key in ("token_ids", "padding_mask")
+                                          for index in range(5))  # DistilBERT reads no segment ids
+    for index, sentence in enumerate(sentences):
+        served = module.pack(tf.constant([sentence]))
+        np.testing.assert_array_equal(arrays[f"token_ids_{index}"], served["token_ids"].numpy())
+        np.testing.assert_array_equal(arrays[f"padding_mask_{index}"], served["padding_mask"].numpy())
+        assert arrays[f"token_ids_{index}"][0, 0] == tokenizer.token_to_id("[CLS]")
+
+
 def test_unknown_runners_and_regression_models_are_refused(tmp_path, shared_data, bert_vocab):
     with pytest.raises(ValueError, match="unknown runner.*tf-serving-defualt"):
         end_to_end.run(shared_data / "glue" / "SST-2" / "dev.tsv", bert_vocab, runners=["tf-serving-defualt"])

@@ -418,6 +418,11 @@ def test_the_task_object_and_the_saved_head_pick_the_same_family_module(
     assert type(from_task) is type(from_head) is getattr(export, family)
     assert isinstance(from_task, ExportModuleBase)
     assert sorted(from_task.get_signatures()) == signatures
+    # Every family holds one preprocessor, training's config at the export's length.
+    from distil_tf.text.text_preprocessor import TextPreprocessor
+
+    assert isinstance(from_task.preprocessor, TextPreprocessor)
+    assert from_task.preprocessor.config == task_object.preprocessing_for(48)
     # The same head on the same ids: one forward pass, whichever way it was built.
     features = from_task.pack(as_strings(["a gripping, funny film", "what is it?"]),
                               as_strings(["a dull mess", "it is a film."]) if from_task.pair else None)
