@@ -31,8 +31,15 @@ import dataclasses
 import json
 import math
 import pathlib
-import statistics
 import time
+
+from distil_tf.benchmarks.task_runs import (
+    check_same_recipe,
+    primary_score,
+    run_once,
+    summarize,
+    task_run_config,
+)
 
 
 def mcnemar_exact(b, c):
@@ -75,22 +82,6 @@ class RetentionConfig:
     plain_from: str = ""
 
 
-def _primary(metrics, spec):
-    return metrics[spec.primary_metric]
-
-
-def _task_config(cls, config, seed, out, extra_overrides=(), **fields):
-    from distil_tf import config as config_lib
-    from distil_tf.training.finetune import TaskDataConfig
-
-    run = cls(task=config.task, out=str(out), steps=config.steps, epochs=config.epochs,
-              data=TaskDataConfig(data_dir=config.data_dir or None, max_seq_length=config.max_seq_length,
-                                  batch_size=config.batch_size, train_limit=config.train_limit or None),
-              **fields)
-    run.runtime.seed = seed
-    return config_lib.apply_overrides(run, list(config.overrides) + list(extra_overrides))
-
-
 def _check_same_start(config, other_report):
     """The baseline report must start its students from the same teacher layers."""
     path = other_report / "retention_config.json"
@@ -102,37 +93,6 @@ def _check_same_start(config, other_report):
             raise ValueError(
                 f"--plain-from {other_report} has {key} '{other.get(key)}', this report '{getattr(config, key)}'"
             )
-
-
-def check_same_recipe(run_config, out):
-    """Refuse a finished run in `out` whose saved config is not `run_config` (paths aside)."""
-    import yaml
-
-    from distil_tf import config as config_lib
-
-    saved_path = pathlib.Path(out) / "config.yaml"
-    if not saved_path.is_file():
-        return
-    saved, wanted = yaml.safe_load(saved_path.read_text()), config_lib.to_dict(run_config)
-    # Where the run lives and where its start was copied to are not the recipe.
-    for values in (saved, wanted):
-        values.pop("out", None)
-        values.pop("model", None)
-    differing = sorted(key for key in set(saved) | set(wanted) if saved.get(key) != wanted.get(key))
-    if differing:
-        raise ValueError(
-            f"the baseline run {out} was trained with another recipe (differs in: {', '.join(differing)}); "
-            "rerun it or drop --plain-from"
-        )
-
-
-def _run_once(out, start):
-    """Run `start()` unless `out` already holds a finished run; its metrics.json."""
-    from distil_tf import run_dir
-
-    if not (run_dir.is_run_directory(out) and run_dir.read_run(out).get("status") == "finished"):
-        start()
-    return json.loads((pathlib.Path(out) / "metrics.json").read_text())
 
 
 def run_retention(config):
@@ -160,7 +120,7 @@ def run_retention(config):
     dev = task_inputs.read_split(spec, "validation", source)
     labels = [example.label for example in dev]
     teacher_metrics = run_evaluation(teacher, config.task, data_dir=config.data_dir or None, split="validation")
-    teacher_score = _primary(teacher_metrics["evaluation"]["validation"], spec)
+    teacher_score = primary_score(teacher_metrics["evaluation"]["validation"], spec)
 
     layers = [int(item) for item in config.student.split(",")]
     plain_root = pathlib.Path(config.plain_from).absolute() if config.plain_from else out
@@ -173,22 +133,23 @@ def run_retention(config):
     for seed in config.seeds:
         started = time.perf_counter()
         distilled_dir, plain_dir = out / f"seed-{seed}" / "distilled", plain_root / f"seed-{seed}" / "plain"
-        distill_config = _task_config(DistillTaskConfig, config, seed, distilled_dir, config.distill_overrides,
-                                      teacher=str(teacher), student=str(start))
+        distill_config = task_run_config(DistillTaskConfig, config, seed, distilled_dir,
+                                         extra_overrides=config.distill_overrides,
+                                         teacher=str(teacher), student=str(start))
         if not distill_config.distillation.augment and not distill_config.distillation.teacher_outputs_dir:
             # Without augmentation every seed's transfer set is the same examples:
             # the teacher scores them once for the whole report.
             distill_config.distillation.teacher_outputs_dir = str(out / "teacher_outputs")
-        distilled = _run_once(distilled_dir, lambda: run_task_distillation(distill_config))
-        plain_config = _task_config(FinetuneConfig, config, seed, plain_dir, model=str(start))
+        distilled = run_once(distilled_dir, lambda: run_task_distillation(distill_config))
+        plain_config = task_run_config(FinetuneConfig, config, seed, plain_dir, model=str(start))
         check_same_recipe(plain_config, plain_dir)
-        plain = _run_once(plain_dir, lambda: run_finetune(plain_config))
+        plain = run_once(plain_dir, lambda: run_finetune(plain_config))
         entry = {"seed": seed, "seconds": round(time.perf_counter() - started, 1),
                  "distilled_steps": distilled["steps"], "plain_steps": plain["steps"],
                  "distilled_seconds_per_step": distilled["seconds"] / max(distilled["steps"], 1),
                  "plain_seconds_per_step": plain["seconds"] / max(plain["steps"], 1)}
         for name, metrics in (("distilled", distilled), ("plain", plain)):
-            rows[name].append(_primary(metrics["evaluation"]["validation"], spec))
+            rows[name].append(primary_score(metrics["evaluation"]["validation"], spec))
         if spec.head_type == registry.CLASSIFICATION:
             tokenizer = load_tokenizer(teacher)
             predictions = [
@@ -203,18 +164,12 @@ def run_retention(config):
         "recipe": list(config.overrides), "distillation_options": list(config.distill_overrides),
         "baseline_runs": str(plain_root),
         "teacher": {"model": str(teacher), "score": teacher_score},
-        "rows": {name: _summary(scores, teacher_score) for name, scores in rows.items()},
+        "rows": {name: summarize(scores, teacher_score) for name, scores in rows.items()},
         "seeds": comparisons,
     }
     (out / "retention.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "retention.md").write_text(format_report(report, config) + "\n")
     return report
-
-
-def _summary(scores, teacher_score):
-    mean = statistics.mean(scores)
-    std = statistics.stdev(scores) if len(scores) > 1 else 0.0
-    return {"scores": scores, "mean": mean, "std": std, "kept": mean / teacher_score}
 
 
 def format_report(report, config):

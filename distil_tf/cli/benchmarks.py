@@ -3,6 +3,7 @@
     distil-tf benchmark speed             DistilBERT Table 3: CPU speed at batch size 1 with peers
     distil-tf benchmark training          distillation vs MLM-only training throughput
     distil-tf benchmark retention         teacher vs distilled vs plain student over seeds
+    distil-tf benchmark ablation          DistilBERT Table 4 in miniature: distillation terms ablated
     distil-tf benchmark input-pipeline    tokens/s of the distillation input pipeline alone
     distil-tf benchmark embedding-students  sentence-embedding students: STS-B, size and speed
     distil-tf benchmark serving-load      distil-tf-model-server against in-process calls
@@ -25,7 +26,7 @@ def register(commands):
     """Add the `benchmark` group and its subcommands to the `distil-tf` subparsers."""
     group = commands.add_parser("benchmark", help="speed, serving, training and on-device benchmarks")
     benchmarks = group.add_subparsers(dest="benchmark", required=True)
-    for add in (_add_speed, _add_training, _add_retention, _add_input_pipeline, _add_embedding_students,
+    for add in (_add_speed, _add_training, _add_retention, _add_ablation, _add_input_pipeline, _add_embedding_students,
                 _add_serving_load, _add_tflite_on_device, _add_tflite_accuracy, _add_end_to_end):
         add(benchmarks)
     return benchmarks
@@ -163,6 +164,64 @@ def cmd_retention(args):
     report = run_retention(config)
     print(format_report(report, config))
     print(f"\nwritten to {pathlib.Path(args.out) / 'retention.md'}")
+
+
+# ---------------------------------------------------------------------------
+# ablation
+# ---------------------------------------------------------------------------
+
+
+def _add_ablation(benchmarks):
+    parser = benchmarks.add_parser(
+        "ablation", help="DistilBERT Table 4 in miniature: each general-distillation term's downstream worth",
+        description="General distillation of a student from teacher layers with every term (a), without each "
+        "term in turn (b), from a random student (c), and no distillation (d); each start fine-tuned on every "
+        "task for every seed with one budget. Writes OUT/ablation.md, ablation.json and ablation_config.json; "
+        "finished runs are reused.")
+    parser.add_argument("--teacher", required=True,
+                        help="teacher with an MLM head (model or run directory, e.g. distil-tf fit-mlm-head's)")
+    parser.add_argument("--corpus", nargs="+", required=True, help="raw-text files of general distillation")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--student", default="0,2,4", help="teacher layers of the student")
+    parser.add_argument("--distill-steps", type=int, default=1000)
+    parser.add_argument("--distill-batch-size", type=int, default=32)
+    parser.add_argument("--distill-max-seq-length", type=int, default=128)
+    parser.add_argument("--ablate", default="",
+                        help="comma-separated terms switched off one run each, 'attention' for the three attention "
+                             "terms together (default: every term on in (a), then 'attention')")
+    parser.add_argument("--distill-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override of every distillation run, e.g. optimizer.learning_rate=3e-4")
+    parser.add_argument("--tasks", default="glue/sst2,glue/stsb")
+    parser.add_argument("--seeds", default="1,2")
+    parser.add_argument("--data-dir", default="", help="the GLUE folder (default $DISTIL_TF_DATA/glue, else tfds)")
+    parser.add_argument("--steps", type=int, default=0, help="fine-tuning steps (0: --epochs)")
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--train-limit", type=int, default=0, help="fine-tune on the first N training examples")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override of every fine-tuning run")
+    parser.set_defaults(handler=cmd_ablation)
+
+
+def cmd_ablation(args):
+    try:
+        seeds = tuple(int(seed) for seed in args.seeds.split(","))
+    except ValueError:
+        raise ValueError(f"--seeds expects comma-separated integers, got '{args.seeds}'") from None
+    from distil_tf.benchmarks.ablation import AblationConfig, format_report, run_ablation
+
+    config = AblationConfig(
+        teacher=args.teacher, corpus=tuple(args.corpus), student=args.student, out=args.out,
+        distill_steps=args.distill_steps, distill_batch_size=args.distill_batch_size,
+        distill_max_seq_length=args.distill_max_seq_length, ablate=tuple(_split(args.ablate)),
+        distill_overrides=tuple(args.distill_set), tasks=tuple(_split(args.tasks)), steps=args.steps,
+        epochs=args.epochs, train_limit=args.train_limit, batch_size=args.batch_size,
+        max_seq_length=args.max_seq_length, overrides=tuple(args.set), seeds=seeds, data_dir=args.data_dir,
+    )
+    report = run_ablation(config)
+    print(format_report(report))
+    print(f"\nwritten to {pathlib.Path(args.out) / 'ablation.md'}")
 
 
 # ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import pytest
 from distil_tf import cli
 from distil_tf.cli import benchmarks as cli_benchmarks
 
-SUBCOMMANDS = ["speed", "training", "retention", "input-pipeline", "embedding-students", "serving-load",
+SUBCOMMANDS = ["speed", "training", "retention", "ablation", "input-pipeline", "embedding-students", "serving-load",
                "tflite-on-device", "tflite-accuracy", "end-to-end"]
 
 
@@ -41,6 +41,12 @@ PARSED = {
                   {"task": "glue/sst2", "student": "0,2,4", "seeds": "1,2,3", "epochs": 1.0, "batch_size": 32,
                    "max_seq_length": 64, "distill_set": ["a=1", "b=2"], "set": [], "plain_from": "",
                    "handler": cli_benchmarks.cmd_retention}),
+    "ablation": (["--teacher", "t", "--corpus", "a.txt", "b.txt", "--out", "o", "--ablate", "ce,attention",
+                  "--distill-set", "a=1", "--set", "b=2", "--train-limit", "8000"],
+                 {"corpus": ["a.txt", "b.txt"], "student": "0,2,4", "distill_steps": 1000, "distill_batch_size": 32,
+                  "distill_max_seq_length": 128, "ablate": "ce,attention", "distill_set": ["a=1"], "set": ["b=2"],
+                  "tasks": "glue/sst2,glue/stsb", "seeds": "1,2", "steps": 0, "epochs": 2.0, "batch_size": 32,
+                  "max_seq_length": 128, "train_limit": 8000, "data_dir": "", "handler": cli_benchmarks.cmd_ablation}),
     "input-pipeline": (["--corpus", "c.txt", "--vocab", "v.txt", "--workers", "1,2,4"],
                        {"workers": "1,2,4", "max_seq_length": 128, "batch_size": 32, "epochs": 1, "json": None,
                         "handler": cli_benchmarks.cmd_input_pipeline}),
@@ -79,7 +85,7 @@ def test_speed_defaults_to_the_shared_data(monkeypatch, tmp_path):
     assert args.vocab == str(tmp_path / "bert-base-uncased" / "vocab.txt")
 
 
-@pytest.mark.parametrize("name", ["training", "retention", "input-pipeline", "embedding-students", "serving-load",
+@pytest.mark.parametrize("name", ["training", "retention", "ablation", "input-pipeline", "embedding-students", "serving-load",
                                   "tflite-on-device", "tflite-accuracy"])
 def test_missing_required_flags_are_usage_errors(name, capsys):
     assert _exit_code(["benchmark", name]) == 2
@@ -96,6 +102,16 @@ def test_missing_required_flags_are_usage_errors(name, capsys):
      "tf-predict-ids, hf-pipeline, ort+tokenizers"),
     (["retention", "--teacher", "t", "--out", "o", "--seeds", "1,two"],
      "distil-tf: error: --seeds expects comma-separated integers, got '1,two'"),
+    (["ablation", "--teacher", "t", "--corpus", "c.txt", "--out", "o", "--seeds", "1,two"],
+     "distil-tf: error: --seeds expects comma-separated integers, got '1,two'"),
+    (["ablation", "--teacher", "t", "--corpus", "c.txt", "--out", "o", "--ablate", "ce,kl"],
+     "distil-tf: error: unknown term 'kl' in --ablate; choose from ce, mlm, cos, hidden_mse, attention_mse, "
+     "attention_kl, value_relation, mse, pooled_cos, pooled_mse, pooled_relation, attention"),
+    (["ablation", "--teacher", "t", "--corpus", "c.txt", "--out", "o", "--distill-steps", "0"],
+     "distil-tf: error: --distill-steps must be >= 1, got 0"),
+    (["ablation", "--teacher", "t", "--corpus", "c.txt", "--out", "o", "--tasks", "glue/sst2,glue/sst5"],
+     "distil-tf: error: unknown task 'glue/sst5'; valid tasks: glue/cola, glue/sst2, glue/mrpc, glue/stsb, glue/qqp, "
+     "glue/mnli, glue/qnli, glue/rte, glue/wnli, imdb, squad/v1.1, squad/v2.0"),
 ])
 def test_bad_values_are_one_line_and_exit_2(argv, message, capsys):
     assert cli.main(["benchmark", *argv]) == 2
@@ -113,6 +129,44 @@ def test_missing_files_are_one_line_and_exit_2(tmp_path, capsys):
                      "--sentences_file", str(missing)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("distil-tf: error: ") and str(missing) in err[0]
+
+
+def test_ablation_refusals_are_one_line_and_write_nothing(tmp_path, tiny_hf_bert_model, tiny_hf_bert_mlm, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the movie was good and fun\n")
+    out = tmp_path / "out"
+    common = ["benchmark", "ablation", "--corpus", str(corpus), "--out", str(out)]
+    missing = tmp_path / "missing.txt"
+    assert cli.main(["benchmark", "ablation", "--teacher", "t", "--corpus", str(missing), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"distil-tf: error: --corpus {missing}: no such file"]
+    # The ce and mlm terms of (a) need the teacher's MLM head: fit one first.
+    assert cli.main([*common, "--teacher", str(tiny_hf_bert_model)]) == 2
+    teacher = str(tiny_hf_bert_model)
+    assert capsys.readouterr().err.splitlines() == [
+        f"distil-tf: error: the teacher {teacher} has no masked-LM head, which the ce and mlm terms of (a) need: "
+        f"fit one first (distil-tf fit-mlm-head --teacher {teacher} --corpus CORPUS --out T_MLM) and pass "
+        "--teacher T_MLM"]
+    # A term (a) has off would rerun (a).
+    assert cli.main([*common, "--teacher", str(tiny_hf_bert_mlm), "--ablate", "pooled_cos"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "distil-tf: error: --ablate pooled_cos: (a) has it off already (weight 0), so its run would be (a) again; "
+        "on in (a): ce, mlm, cos, hidden_mse, attention_mse, attention_kl, value_relation"]
+    assert not out.exists()
+
+
+def test_ablation_passes_its_flags_on_and_prints_the_report(monkeypatch, tmp_path, capsys):
+    from distil_tf.benchmarks import ablation
+
+    seen = {}
+    monkeypatch.setattr(ablation, "run_ablation", lambda config: seen.setdefault("config", config) and "report")
+    monkeypatch.setattr(ablation, "format_report", lambda report: f"table of {report}")
+    assert cli.main(["benchmark", "ablation", "--teacher", "t", "--corpus", "c.txt", "--out", str(tmp_path),
+                     "--ablate", "ce, attention", "--tasks", "glue/sst2", "--seeds", "3", "--steps", "5",
+                     "--distill-set", "optimizer.learning_rate=3e-4"]) == 0
+    config = seen["config"]
+    assert (config.ablate, config.tasks, config.seeds, config.steps) == (("ce", "attention"), ("glue/sst2",), (3,), 5)
+    assert config.distill_overrides == ("optimizer.learning_rate=3e-4",) and config.corpus == ("c.txt",)
+    assert capsys.readouterr().out == f"table of report\n\nwritten to {tmp_path / 'ablation.md'}\n"
 
 
 def test_embedding_students_records_its_command_and_prints_the_report(monkeypatch, capsys):
