@@ -148,11 +148,16 @@ def _add_retention(benchmarks):
     parser.set_defaults(handler=cmd_retention)
 
 
-def cmd_retention(args):
+def _seeds(value):
+    """`--seeds 1,2,3` -> (1, 2, 3), or one line naming the bad value."""
     try:
-        seeds = tuple(int(seed) for seed in args.seeds.split(","))
+        return tuple(int(seed) for seed in value.split(","))
     except ValueError:
-        raise ValueError(f"--seeds expects comma-separated integers, got '{args.seeds}'") from None
+        raise ValueError(f"--seeds expects comma-separated integers, got '{value}'") from None
+
+
+def cmd_retention(args):
+    seeds = _seeds(args.seeds)
     from distil_tf.benchmarks.retention import RetentionConfig, format_report, run_retention
 
     config = RetentionConfig(
@@ -205,10 +210,7 @@ def _add_ablation(benchmarks):
 
 
 def cmd_ablation(args):
-    try:
-        seeds = tuple(int(seed) for seed in args.seeds.split(","))
-    except ValueError:
-        raise ValueError(f"--seeds expects comma-separated integers, got '{args.seeds}'") from None
+    seeds = _seeds(args.seeds)
     from distil_tf.benchmarks.ablation import AblationConfig, format_report, run_ablation
 
     config = AblationConfig(

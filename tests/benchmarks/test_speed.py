@@ -73,14 +73,18 @@ def test_benchmark_runs_every_runner_and_writes_the_report(stsb_file, tiny_vocab
     assert set(report["speedups"]) == set(runners)
     # float32 levers keep the outputs; bfloat16 reports what it costs.
     for row in report["rows"]:
-        if row["runner"].startswith("tf-savedmodel+") and not row["runner"].endswith("bf16"):
+        bfloat16 = "+bf16" in row["runner"]  # `+bf16` and `+bf16+onednn`
+        if row["runner"].startswith("tf-savedmodel+") and not bfloat16:
             assert row["max_abs_diff_vs_tf_savedmodel"] < 1e-5, row
-        if row["runner"].endswith("bf16"):
+        if bfloat16:
             assert row["max_abs_diff_sequence_output"] > 0
     # One set of weights and ids: our encoder matches HF PyTorch and ONNX Runtime.
     for model in speed.MODEL_NAMES:
-        for value in report["parity"][model].values():
-            assert value < 1e-5
+        for name, value in report["parity"][model].items():
+            if "int8" in name:  # int8 weights: a measured cost, reported, not float32 rounding
+                assert 0 < value < 0.25, (name, value)
+            else:
+                assert value < 1e-5, (name, value)
     assert set(report["versions"]) >= {"tensorflow", "keras", "keras-hub", "torch", "transformers", "onnxruntime"}
     assert report["threads"]["onnxruntime"]["inter_op"] == 1
 
