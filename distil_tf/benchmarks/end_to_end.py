@@ -98,7 +98,11 @@ def build_random_classifier(vocab_path, directory, seed=0):
 
 
 def prepare(model_dir, work_dir):
-    """Export `model_dir` as TF Serving and (when it can be) Hugging Face and ONNX; loads the model once.
+    """Export `model_dir` as TF Serving and (when it can be) Hugging Face and ONNX.
+
+    The model is loaded here once for the peers' exports and what the runners
+    need (labels, length, preprocessing); `export_model` reads the directory
+    itself, as `distil-tf export` does, so the SavedModel is the one users get.
 
     Returns:
         dict: `savedmodel` (version dir), `hf_dir` and `onnx` (paths, or None
