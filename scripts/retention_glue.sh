@@ -7,6 +7,12 @@
 #   bash scripts/retention_glue.sh glue/sst2 runs/sst2-full
 #   bash scripts/retention_glue.sh glue/mrpc runs/mrpc-full --distill-set distillation.augment=2
 #
+# A distillation variant against the same teacher and baseline: REPORT names its report
+# directory under OUT (default retention); --plain-same-steps adds the plain student trained
+# for as many steps as the augmented distillation took (3x for augment=2):
+#   REPORT=retention-augment2 bash scripts/retention_glue.sh glue/mrpc runs/mrpc-full \
+#     --distill-set distillation.augment=2 --plain-from runs/mrpc-full/retention --plain-same-steps
+#
 # Recipes (Hugging Face run_glue's batch 32; lengths that hold the task's texts):
 #   glue/sst2  teacher 2 epochs, students 1 epoch, length 64 (67,349 sentences; one
 #              teacher epoch reached 88.5% dev, under the issue's 90% bar)
@@ -32,4 +38,4 @@ if [ ! -f "$OUT/teacher/run.json" ] || ! grep -q '"finished"' "$OUT/teacher/run.
     --data-dir "$GLUE" $TEACHER_RUN --seed 1
 fi
 .venv/bin/distil-tf benchmark retention --task "$TASK" --teacher "$OUT/teacher" --student 0,2,4 \
-  --seeds 1,2,3 --out "$OUT/retention" --data-dir "$GLUE" $RUN "$@"
+  --seeds 1,2,3 --out "$OUT/${REPORT:-retention}" --data-dir "$GLUE" $RUN "$@"

@@ -25,6 +25,13 @@ distilled run only (say `distillation.augment=2`), and `--plain-from` takes
 the baseline runs from another report of the same recipe, so comparing
 distillation variants trains the baseline once; a baseline whose saved
 config differs from this report's is refused, never compared silently.
+
+`--plain-same-steps` adds a third row: the plain student trained for as many
+optimizer steps as the distilled one took (`seed-N/plain-steps-S`). An
+augmented transfer set (`distillation.augment=N`) makes an epoch N + 1 times
+longer, so without this row "distillation helps" cannot be told apart from
+"more steps help". Where the two step counts are already equal the plain row
+is that baseline and nothing more is trained.
 """
 
 import dataclasses
@@ -80,6 +87,8 @@ class RetentionConfig:
     distill_overrides: tuple = ()
     # Another report directory whose seed-N/plain runs are this report's baseline.
     plain_from: str = ""
+    # Also train the plain student for the distilled run's step count (see the module doc).
+    plain_same_steps: bool = False
 
 
 def _check_same_start(config, other_report):
@@ -93,6 +102,24 @@ def _check_same_start(config, other_report):
             raise ValueError(
                 f"--plain-from {other_report} has {key} '{other.get(key)}', this report '{getattr(config, key)}'"
             )
+
+
+def _plain_for_steps(config, seed, start, plain_root, steps, plain_run):
+    """`(directory, metrics)` of the plain student trained for `steps` optimizer steps.
+
+    `plain_run` (the epoch-budget baseline) already is that run when its step
+    count matches. Otherwise `seed-N/plain-steps-S` beside the baseline, so a
+    `--plain-from` report with the same step count reuses it.
+    """
+    from distil_tf.training.finetune import FinetuneConfig, run_finetune
+
+    if plain_run[1]["steps"] == steps:
+        return plain_run
+    out = plain_root / f"seed-{seed}" / f"plain-steps-{steps}"
+    run_config = task_run_config(FinetuneConfig, config, seed, out, model=str(start))
+    run_config.steps = steps
+    check_same_recipe(run_config, out, name="the same-steps baseline run")
+    return out, run_once(out, lambda: run_finetune(run_config))
 
 
 def run_retention(config):
@@ -129,7 +156,10 @@ def run_retention(config):
     start = out / "student-init"
     if not (start / "config.json").is_file():
         write_student(str(teacher), str(start), layer_map=layers, overwrite=True)
-    rows, comparisons = {"distilled": [], "plain": []}, []
+    rows = {"distilled": [], "plain": []}
+    if config.plain_same_steps:
+        rows["plain_same_steps"] = []
+    comparisons = []
     for seed in config.seeds:
         started = time.perf_counter()
         distilled_dir, plain_dir = out / f"seed-{seed}" / "distilled", plain_root / f"seed-{seed}" / "plain"
@@ -144,20 +174,27 @@ def run_retention(config):
         plain_config = task_run_config(FinetuneConfig, config, seed, plain_dir, model=str(start))
         check_same_recipe(plain_config, plain_dir)
         plain = run_once(plain_dir, lambda: run_finetune(plain_config))
-        entry = {"seed": seed, "seconds": round(time.perf_counter() - started, 1),
-                 "distilled_steps": distilled["steps"], "plain_steps": plain["steps"],
-                 "distilled_seconds_per_step": distilled["seconds"] / max(distilled["steps"], 1),
-                 "plain_seconds_per_step": plain["seconds"] / max(plain["steps"], 1)}
-        for name, metrics in (("distilled", distilled), ("plain", plain)):
+        runs = {"distilled": (distilled_dir, distilled), "plain": (plain_dir, plain)}
+        if config.plain_same_steps:
+            runs["plain_same_steps"] = _plain_for_steps(config, seed, start, plain_root, distilled["steps"],
+                                                        (plain_dir, plain))
+        entry = {"seed": seed, "seconds": round(time.perf_counter() - started, 1)}
+        for name, (_, metrics) in runs.items():
             rows[name].append(primary_score(metrics["evaluation"]["validation"], spec))
+            entry[f"{name}_steps"] = metrics["steps"]
+            entry[f"{name}_seconds_per_step"] = metrics["seconds"] / max(metrics["steps"], 1)
         if spec.head_type == registry.CLASSIFICATION:
             tokenizer = load_tokenizer(teacher)
-            predictions = [
-                task.predict(load_model(directory), tokenizer, dev, config.max_seq_length).tolist()
-                for directory in (distilled_dir, plain_dir)
-            ]
-            b, c = discordant_counts(labels, *predictions)
+            predictions = {
+                name: task.predict(load_model(directory), tokenizer, dev, config.max_seq_length).tolist()
+                for name, (directory, _) in runs.items()
+            }
+            b, c = discordant_counts(labels, predictions["distilled"], predictions["plain"])
             entry.update(only_distilled_right=b, only_plain_right=c, mcnemar_p=mcnemar_exact(b, c))
+            if "plain_same_steps" in predictions:
+                b, c = discordant_counts(labels, predictions["distilled"], predictions["plain_same_steps"])
+                entry["versus_plain_same_steps"] = {
+                    "only_distilled_right": b, "only_plain_right": c, "mcnemar_p": mcnemar_exact(b, c)}
         comparisons.append(entry)
     report = {
         "task": config.task, "metric": spec.primary_metric, "dev_examples": len(dev),
@@ -184,7 +221,8 @@ def format_report(report, config):
         "|---|---|---|---|",
         f"| teacher | {100 * report['teacher']['score']:.2f} | 100.0% | - |",
     ]
-    names = {"distilled": "student, distill-task", "plain": "same student, finetune (labels only)"}
+    names = {"distilled": "student, distill-task", "plain": "same student, finetune (labels only)",
+             "plain_same_steps": "same student, finetune, as many steps as distill-task"}
     for key, row in report["rows"].items():
         per_seed = ", ".join(f"{100 * score:.2f}" for score in row["scores"])
         lines.append(f"| {names[key]} | {100 * row['mean']:.2f} +- {100 * row['std']:.2f} | "
@@ -196,4 +234,12 @@ def format_report(report, config):
             lines.append(f"| {seed['seed']} | {seed['only_distilled_right']} | {seed['only_plain_right']} | "
                          f"{seed['mcnemar_p']:.3g} | {seed.get('distilled_steps', '-')} / {seed.get('plain_steps', '-')} "
                          f"| {seed['distilled_seconds_per_step']:.3f} / {seed['plain_seconds_per_step']:.3f} |")
+    if any("versus_plain_same_steps" in seed for seed in report["seeds"]):
+        lines += ["", "Against the plain student trained for as many steps as the distilled one:", "",
+                  "| seed | steps | only distilled right | only plain right | McNemar p (exact) |",
+                  "|---|---|---|---|---|"]
+        for seed in report["seeds"]:
+            versus = seed["versus_plain_same_steps"]
+            lines.append(f"| {seed['seed']} | {seed['plain_same_steps_steps']} | {versus['only_distilled_right']} | "
+                         f"{versus['only_plain_right']} | {versus['mcnemar_p']:.3g} |")
     return "\n".join(lines)

@@ -145,6 +145,9 @@ def _add_retention(benchmarks):
                         help="config override of the distilled runs only, e.g. distillation.augment=2")
     parser.add_argument("--plain-from", default="",
                         help="another report directory whose seed-N/plain runs (same recipe) are the baseline")
+    parser.add_argument("--plain-same-steps", action="store_true",
+                        help="also fine-tune the plain student for as many steps as the distilled run took "
+                             "(an augmented transfer set makes its epochs longer), with its own McNemar tests")
     parser.set_defaults(handler=cmd_retention)
 
 
@@ -165,6 +168,7 @@ def cmd_retention(args):
         data_dir=args.data_dir, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size,
         max_seq_length=args.max_seq_length, train_limit=args.train_limit, overrides=tuple(args.set),
         distill_overrides=tuple(args.distill_set), plain_from=args.plain_from,
+        plain_same_steps=args.plain_same_steps,
     )
     report = run_retention(config)
     print(format_report(report, config))

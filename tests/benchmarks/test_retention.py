@@ -82,3 +82,38 @@ def test_a_tiny_report_end_to_end(tmp_path, tiny_hf_bert_model, capsys):
     other_recipe[other_recipe.index(str(tmp_path / "variant"))] = str(tmp_path / "other")
     assert cli.main(other_recipe) == 2
     assert "another recipe (differs in: optimizer)" in capsys.readouterr().err
+
+
+def test_plain_same_steps_matches_an_augmented_distillation_step_for_step(tmp_path, tiny_hf_bert_model, capsys):
+    """augment=1 doubles the distilled run's epoch; the extra plain row trains that many steps."""
+    from distil_tf import cli
+
+    glue = _write_sst2(tmp_path / "glue")
+    flags = ["--batch-size", "4", "--max-seq-length", "16"]
+    assert cli.main(["finetune", "--task", "glue/sst2", "--model", str(tiny_hf_bert_model), "--out",
+                     str(tmp_path / "teacher"), "--data-dir", str(glue), "--steps", "2", *flags]) == 0
+    argv = ["benchmark", "retention", "--teacher", str(tmp_path / "teacher"), "--student", "0,1", "--seeds", "1",
+            "--out", str(tmp_path / "report"), "--data-dir", str(glue), "--epochs", "1", *flags,
+            "--distill-set", "distillation.augment=1", "--plain-same-steps"]
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "report" / "retention.json").read_text())
+    (seed,) = report["seeds"]
+    # 8 labelled sentences + 8 augmented copies at batch 4: 4 steps; the plain epoch is 2.
+    assert (seed["distilled_steps"], seed["plain_steps"], seed["plain_same_steps_steps"]) == (4, 2, 4)
+    same_steps_run = tmp_path / "report" / "seed-1" / "plain-steps-4"
+    assert json.loads((same_steps_run / "metrics.json").read_text())["steps"] == 4
+    assert len(report["rows"]["plain_same_steps"]["scores"]) == 1
+    versus = seed["versus_plain_same_steps"]
+    assert versus["only_distilled_right"] + versus["only_plain_right"] <= 8 and 0.0 < versus["mcnemar_p"] <= 1.0
+    assert "| same student, finetune, as many steps as distill-task |" in printed
+    assert "Against the plain student trained for as many steps as the distilled one" in printed
+
+    # Without augmentation both budgets are 2 steps: the plain run is the row, nothing more is trained.
+    argv = ["benchmark", "retention", "--teacher", str(tmp_path / "teacher"), "--student", "0,1", "--seeds", "1",
+            "--out", str(tmp_path / "equal"), "--data-dir", str(glue), "--epochs", "1", *flags, "--plain-same-steps"]
+    assert cli.main(argv) == 0
+    equal = json.loads((tmp_path / "equal" / "retention.json").read_text())
+    assert equal["rows"]["plain_same_steps"] == equal["rows"]["plain"]
+    assert not list((tmp_path / "equal" / "seed-1").glob("plain-steps-*"))
