@@ -21,7 +21,9 @@ the issue's full recipe):
 
 Every start is then fine-tuned (`distil-tf finetune`) on every task of
 `--tasks` for every seed, with one budget for all (steps or epochs, train
-limit, batch, length, `--set`). Seeds vary the fine-tuning only: each start
+limit, batch, length, `--set`); `--task-set TASK:KEY=VALUE` changes it for
+one task, for every start alike (say `glue/stsb:epochs=3`: a 3-layer
+student needs ~1,000 steps before its STS-B regression leaves the mean). Seeds vary the fine-tuning only: each start
 is distilled once (seed `runtime.seed` of `--distill-set`), so the +- over
 seeds is fine-tuning noise, not distillation noise. The teacher needs an
 MLM head for the ce and mlm terms (`distil-tf fit-mlm-head` fits one to a
@@ -93,6 +95,8 @@ class AblationConfig:
     max_seq_length: int = 128
     # `--set` overrides of every fine-tuning run.
     overrides: tuple = ()
+    # `--task-set TASK:KEY=VALUE`: overrides of one task's fine-tuning runs (every start alike).
+    task_overrides: tuple = ()
     seeds: tuple = (1, 2)
     # The GLUE folder (unset: $DISTIL_TF_DATA/glue, else tfds).
     data_dir: str = ""
@@ -224,6 +228,7 @@ def _check_inputs(config):
         raise ValueError("pass at least one task (--tasks) and one seed (--seeds)")
     for task in config.tasks:
         registry.build_task(task)
+    task_overrides(config.task_overrides, config.tasks)
     for path in config.corpus:
         if not str(path).startswith("tfds:") and not glob.glob(str(path)):
             raise FileNotFoundError(f"--corpus {path}: no such file")
@@ -270,6 +275,23 @@ def _fitted_head(provenance):
     return {key: head.get(key) for key in ("steps", "batch_size", "max_seq_length", "heldout_before", "heldout_after")}
 
 
+def task_overrides(entries, tasks):
+    """`{task: [key=value, ...]}` from `--task-set TASK:KEY=VALUE` entries.
+
+    Raises:
+        ValueError: an entry without `TASK:`, or a task not in `tasks`.
+    """
+    per_task = {task: [] for task in tasks}
+    for entry in entries:
+        task, _, override = entry.partition(":")
+        if not override or "=" not in override:
+            raise ValueError(f"--task-set expects TASK:KEY=VALUE (say glue/stsb:epochs=3), got '{entry}'")
+        if task not in per_task:
+            raise ValueError(f"--task-set {entry}: {task} is not one of --tasks ({', '.join(tasks)})")
+        per_task[task].append(override)
+    return per_task
+
+
 def run_ablation(config):
     """Distil every start, fine-tune each on every task and seed; writes and returns the report."""
     from distil_tf import load_model, load_tokenizer, run_dir
@@ -304,6 +326,9 @@ def run_ablation(config):
         corpus_tokens = _corpus_token_counts(base, load_tokenizer(teacher), pathlib.Path(base.data.token_counts))
 
     specs = {task: registry.build_task(task).spec for task in config.tasks}
+    per_task = task_overrides(config.task_overrides, config.tasks)
+    for task in specs:  # a bad key of --set/--task-set fails here, before any distillation run
+        task_run_config(FinetuneConfig, config, config.seeds[0], out, task=task, extra_overrides=per_task[task])
     layers = [int(item) for item in config.student.split(",")]
     report = {
         "teacher": str(teacher), "student": config.student, "corpus": list(config.corpus),
@@ -314,7 +339,7 @@ def run_ablation(config):
                          "options": list(config.distill_overrides), "weights_of_a": active},
         "finetune": {"steps": config.steps, "epochs": config.epochs, "train_limit": config.train_limit,
                      "batch_size": config.batch_size, "max_seq_length": config.max_seq_length,
-                     "options": list(config.overrides)},
+                     "options": list(config.overrides), "task_options": list(config.task_overrides)},
         "seeds": list(config.seeds),
         "tasks": [{"task": task, "metric": spec.primary_metric} for task, spec in specs.items()],
         "rows": [], "complete": False,
@@ -342,7 +367,7 @@ def run_ablation(config):
             for seed in config.seeds:
                 finetune_dir = out / "finetune" / start.name / task.replace("/", "-") / f"seed-{seed}"
                 finetune_config = task_run_config(FinetuneConfig, config, seed, finetune_dir, task=task,
-                                                  model=str(model))
+                                                  extra_overrides=per_task[task], model=str(model))
                 check_same_recipe(finetune_config, finetune_dir, name="the fine-tuning run", **refuse)
                 metrics = run_once(finetune_dir, lambda: run_finetune(finetune_config))
                 validation = metrics["evaluation"]["validation"]
@@ -434,6 +459,8 @@ def format_report(report):
     budget = f"{finetune['steps']} steps" if finetune["steps"] else f"{finetune['epochs']:g} epochs"
     if finetune["train_limit"]:
         budget += f" over the first {finetune['train_limit']:,} training examples"
+    if finetune.get("task_options"):
+        budget += f" (per task: {', '.join(finetune['task_options'])})"
     corpus = ", ".join(pathlib.Path(path).name for path in report["corpus"])
     tokens = f" ({report['corpus_tokens']:,} tokens)" if report.get("corpus_tokens") else ""
     lines = [

@@ -210,6 +210,9 @@ def _add_ablation(benchmarks):
     parser.add_argument("--train-limit", type=int, default=0, help="fine-tune on the first N training examples")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override of every fine-tuning run")
+    parser.add_argument("--task-set", action="append", default=[], metavar="TASK:KEY=VALUE",
+                        help="config override of one task's fine-tuning runs, every start alike, "
+                             "e.g. glue/stsb:epochs=3")
     parser.set_defaults(handler=cmd_ablation)
 
 
@@ -223,7 +226,8 @@ def cmd_ablation(args):
         distill_max_seq_length=args.distill_max_seq_length, ablate=tuple(_split(args.ablate)),
         distill_overrides=tuple(args.distill_set), tasks=tuple(_split(args.tasks)), steps=args.steps,
         epochs=args.epochs, train_limit=args.train_limit, batch_size=args.batch_size,
-        max_seq_length=args.max_seq_length, overrides=tuple(args.set), seeds=seeds, data_dir=args.data_dir,
+        max_seq_length=args.max_seq_length, overrides=tuple(args.set), task_overrides=tuple(args.task_set),
+        seeds=seeds, data_dir=args.data_dir,
     )
     report = run_ablation(config)
     print(format_report(report))

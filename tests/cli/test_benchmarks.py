@@ -46,7 +46,8 @@ PARSED = {
                  {"corpus": ["a.txt", "b.txt"], "student": "0,2,4", "distill_steps": 1000, "distill_batch_size": 32,
                   "distill_max_seq_length": 128, "ablate": "ce,attention", "distill_set": ["a=1"], "set": ["b=2"],
                   "tasks": "glue/sst2,glue/stsb", "seeds": "1,2", "steps": 0, "epochs": 2.0, "batch_size": 32,
-                  "max_seq_length": 128, "train_limit": 8000, "data_dir": "", "handler": cli_benchmarks.cmd_ablation}),
+                  "max_seq_length": 128, "train_limit": 8000, "data_dir": "", "task_set": [],
+                  "handler": cli_benchmarks.cmd_ablation}),
     "input-pipeline": (["--corpus", "c.txt", "--vocab", "v.txt", "--workers", "1,2,4"],
                        {"workers": "1,2,4", "max_seq_length": 128, "batch_size": 32, "epochs": 1, "json": None,
                         "handler": cli_benchmarks.cmd_input_pipeline}),
@@ -109,6 +110,10 @@ def test_missing_required_flags_are_usage_errors(name, capsys):
      "attention_kl, value_relation, mse, pooled_cos, pooled_mse, pooled_relation, attention"),
     (["ablation", "--teacher", "t", "--corpus", "c.txt", "--out", "o", "--distill-steps", "0"],
      "distil-tf: error: --distill-steps must be >= 1, got 0"),
+    (["ablation", "--teacher", "t", "--corpus", "c.txt", "--out", "o", "--task-set", "epochs=3"],
+     "distil-tf: error: --task-set expects TASK:KEY=VALUE (say glue/stsb:epochs=3), got 'epochs=3'"),
+    (["ablation", "--teacher", "t", "--corpus", "c.txt", "--out", "o", "--task-set", "glue/cola:epochs=3"],
+     "distil-tf: error: --task-set glue/cola:epochs=3: glue/cola is not one of --tasks (glue/sst2, glue/stsb)"),
     (["ablation", "--teacher", "t", "--corpus", "c.txt", "--out", "o", "--tasks", "glue/sst2,glue/sst5"],
      "distil-tf: error: unknown task 'glue/sst5'; valid tasks: glue/cola, glue/sst2, glue/mrpc, glue/stsb, glue/qqp, "
      "glue/mnli, glue/qnli, glue/rte, glue/wnli, imdb, squad/v1.1, squad/v2.0"),
@@ -162,8 +167,9 @@ def test_ablation_passes_its_flags_on_and_prints_the_report(monkeypatch, tmp_pat
     monkeypatch.setattr(ablation, "format_report", lambda report: f"table of {report}")
     assert cli.main(["benchmark", "ablation", "--teacher", "t", "--corpus", "c.txt", "--out", str(tmp_path),
                      "--ablate", "ce, attention", "--tasks", "glue/sst2", "--seeds", "3", "--steps", "5",
-                     "--distill-set", "optimizer.learning_rate=3e-4"]) == 0
+                     "--distill-set", "optimizer.learning_rate=3e-4", "--task-set", "glue/sst2:epochs=3"]) == 0
     config = seen["config"]
+    assert config.task_overrides == ("glue/sst2:epochs=3",)
     assert (config.ablate, config.tasks, config.seeds, config.steps) == (("ce", "attention"), ("glue/sst2",), (3,), 5)
     assert config.distill_overrides == ("optimizer.learning_rate=3e-4",) and config.corpus == ("c.txt",)
     assert capsys.readouterr().out == f"table of report\n\nwritten to {tmp_path / 'ablation.md'}\n"
