@@ -263,3 +263,15 @@ def test_a_tiny_ablation_end_to_end(tmp_path, tiny_hf_bert_mlm, shared_data, cap
     assert error == [f"distil-tf: error: the fine-tuning run {out / 'finetune' / 'all-terms' / 'glue-sst2' / 'seed-1'} "
                      "was trained with another recipe (differs in: steps); pass another --out, or delete that run "
                      "directory to train it again"]
+
+
+def test_task_set_gives_one_task_its_own_budget():
+    from distil_tf.benchmarks.task_runs import task_run_config
+    from distil_tf.training.finetune import FinetuneConfig
+
+    config = AblationConfig(tasks=("glue/sst2", "glue/stsb"), epochs=1.0, task_overrides=("glue/stsb:epochs=3",))
+    per_task = ablation.task_overrides(config.task_overrides, config.tasks)
+    assert per_task == {"glue/sst2": [], "glue/stsb": ["epochs=3"]}
+    epochs = {task: task_run_config(FinetuneConfig, config, 1, "o", task=task, extra_overrides=per_task[task]).epochs
+              for task in config.tasks}
+    assert epochs == {"glue/sst2": 1.0, "glue/stsb": 3.0}
