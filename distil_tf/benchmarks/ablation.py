@@ -23,8 +23,8 @@ Every start is then fine-tuned (`distil-tf finetune`) on every task of
 `--tasks` for every seed, with one budget for all (steps or epochs, train
 limit, batch, length, `--set`); `--task-set TASK:KEY=VALUE` changes it for
 one task, for every start alike (say `glue/stsb:epochs=3`: a 3-layer
-student needs ~1,000 steps before its STS-B regression leaves the mean). Seeds vary the fine-tuning only: each start
-is distilled once (seed `runtime.seed` of `--distill-set`), so the +- over
+student needs ~1,000 steps before its STS-B regression leaves the mean).
+Seeds vary the fine-tuning only: each start is distilled once (seed `runtime.seed` of `--distill-set`), so the +- over
 seeds is fine-tuning noise, not distillation noise. The teacher needs an
 MLM head for the ce and mlm terms (`distil-tf fit-mlm-head` fits one to a
 teacher without).

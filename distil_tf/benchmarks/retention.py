@@ -185,10 +185,12 @@ def run_retention(config):
             entry[f"{name}_seconds_per_step"] = metrics["seconds"] / max(metrics["steps"], 1)
         if spec.head_type == registry.CLASSIFICATION:
             tokenizer = load_tokenizer(teacher)
-            predictions = {
-                name: task.predict(load_model(directory), tokenizer, dev, config.max_seq_length).tolist()
-                for name, (directory, _) in runs.items()
-            }
+            by_directory = {}  # the same-steps row may be the plain run itself: predict it once
+            for directory, _ in runs.values():
+                if directory not in by_directory:
+                    by_directory[directory] = task.predict(
+                        load_model(directory), tokenizer, dev, config.max_seq_length).tolist()
+            predictions = {name: by_directory[directory] for name, (directory, _) in runs.items()}
             b, c = discordant_counts(labels, predictions["distilled"], predictions["plain"])
             entry.update(only_distilled_right=b, only_plain_right=c, mcnemar_p=mcnemar_exact(b, c))
             if "plain_same_steps" in predictions:
