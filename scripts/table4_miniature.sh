@@ -16,10 +16,10 @@
 # Every step is reused once finished: rerun the same command to resume after a kill.
 #
 # Budgets (override any by environment, e.g. DISTILL_STEPS=1250 bash scripts/table4_miniature.sh OUT).
-# The defaults are a miniature for a few background hours on 2 cores: 10 distillation runs
-# (a, 7 single terms, the attention terms together, c) of 200 steps x 32 x 128 (~6,400
-# sequences, ~0.26M real tokens: a sixth of the corpus), a 400-step head fit, and 44
-# fine-tunes (11 starts x SST-2/STS-B x 2 seeds) of one epoch over the first 5,749 examples
+# The defaults are a miniature for a few background hours on 2 cores: 11 distillation runs
+# (a, 7 single terms, the attention terms together, the MLM-head terms ce+mlm together, c) of
+# 200 steps x 32 x 128 (~6,400 sequences, ~0.26M real tokens: a sixth of the corpus), a
+# 400-step head fit, and 48 fine-tunes (12 starts x SST-2/STS-B x 2 seeds) of one epoch over the first 5,749 examples
 # (all of STS-B's train split) at batch 16, length 64, learning rate 1e-4: 360 steps each, the
 # recipe of the README's GLUE teacher table (STS-B 80.5 Pearson for the 6-layer teacher).
 # STS-B gets 3 epochs (1,078 steps; STSB_EPOCHS): a 3-layer student's regression leaves the
@@ -30,7 +30,7 @@
 # run), head fit ~2 min, an SST-2 fine-tune ~1.5 min, an STS-B one ~4-5 min: about 2.2 h
 # for SEEDS=1 (an estimate from those), and rerunning with SEEDS=1,2 adds the second seed
 # (finished runs are reused). --ablate ce,mlm,cos,hidden_mse,attention skips the three
-# single attention-term runs (8 starts instead of 11).
+# single attention-term runs and the head group (8 starts instead of 12).
 # The full pass over the corpus is DISTILL_STEPS=1250 (~35 min a run, ~6 h) with
 # HEAD_STEPS=2000, EPOCHS=3, LENGTH=128: plan ~10-12 h.
 HEAD_STEPS=${HEAD_STEPS:-400}

@@ -15,7 +15,9 @@ the issue's full recipe):
   and the three attention terms at 1 (`ALL_TERMS`; `--distill-set` changes
   a weight or turns another term on);
 - (b) (a) with one term's weight at 0, one run per term of `--ablate`
-  (default: every term on in (a), then the attention terms together);
+  (default: every term on in (a), then the attention terms together, then
+  the MLM-head terms ce and mlm together: the start of a teacher without an
+  MLM head, which tells whether a fitted head's targets help);
 - (c) (a)'s terms from a randomly initialized student (`random_init`);
 - (d) the teacher-layer student with no general distillation (`init-student`).
 
@@ -62,7 +64,13 @@ ALL_TERMS = {"ce": 5.0, "mlm": 2.0, "cos": 1.0, "hidden_mse": 1.0,
 # Every term `--ablate` can switch off, in table order: (a)'s, then those
 # (a) leaves at 0 unless `--distill-set` turns them on.
 TERMS = (*ALL_TERMS, "mse", "pooled_cos", "pooled_mse", "pooled_relation")
-GROUPS = {"attention": ATTENTION_TERMS}
+# The terms that read the teacher's MLM head (soft targets, its MLM loss, logit MSE).
+MLM_HEAD_TERMS = ("ce", "mlm", "mse")
+# Several terms switched off in one run: what they cost and bring together. "mlm_head" is
+# also the start of a teacher without an MLM head (hidden-state and attention terms only),
+# and tells whether a fitted head's targets help at all.
+GROUPS = {"attention": ATTENTION_TERMS, "mlm_head": MLM_HEAD_TERMS}
+GROUP_LABELS = {"attention": "the attention terms", "mlm_head": "the MLM-head terms (L_ce, L_mlm)"}
 REFERENCE = "all-terms"
 # Table 4 of the paper (DistilBERT, arXiv 1910.01108): GLUE macro-score
 # deltas against the triple loss with teacher initialization.
@@ -133,7 +141,7 @@ def check_term_names(names):
 
 
 def _term_label(name):
-    return "the attention terms" if name in GROUPS else f"L_{name}"
+    return GROUP_LABELS.get(name, f"L_{name}")
 
 
 def base_distill_config(config, teacher):
@@ -170,7 +178,7 @@ def active_weights(distillation, has_mlm_head, pooling):
 
 
 def terms_to_ablate(requested, active):
-    """The `--ablate` entries to run: `requested`, or every term of `active` plus "attention".
+    """The `--ablate` entries to run: `requested`, or every term of `active`, then each group with 2+ active members.
 
     Raises:
         ValueError: an unknown name, or a term (a) already has off (its
@@ -179,8 +187,8 @@ def terms_to_ablate(requested, active):
     check_term_names(requested)
     if not requested:
         terms = [name for name in TERMS if name in active]
-        if sum(name in active for name in ATTENTION_TERMS) > 1:
-            terms.append("attention")  # what (a)'s attention terms cost and bring, together
+        # A group whose active part is one term would repeat that term's run.
+        terms += [group for group, members in GROUPS.items() if sum(name in active for name in members) > 1]
         return terms
     for name in requested:
         if not any(member in active for member in GROUPS.get(name, (name,))):

@@ -197,7 +197,8 @@ def _add_ablation(benchmarks):
     parser.add_argument("--distill-max-seq-length", type=int, default=128)
     parser.add_argument("--ablate", default="",
                         help="comma-separated terms switched off one run each, 'attention' for the three attention "
-                             "terms together (default: every term on in (a), then 'attention')")
+                             "terms together, 'mlm_head' for ce, mlm and mse together (default: every term on in "
+                             "(a), then 'attention' and 'mlm_head')")
     parser.add_argument("--distill-set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override of every distillation run, e.g. optimizer.learning_rate=3e-4")
     parser.add_argument("--tasks", default="glue/sst2,glue/stsb")

@@ -125,7 +125,7 @@ def _config(**fields):
     return AblationConfig(teacher="t", corpus=("c.txt",), out="o", **fields)
 
 
-def test_a_has_every_term_and_the_default_ablation_removes_each_then_the_attention_terms():
+def test_a_has_every_term_and_the_default_ablation_removes_each_then_the_attention_then_the_head_terms():
     base = ablation.base_distill_config(_config(distill_steps=7, distill_batch_size=8), "/t")
     assert (base.teacher, base.student, base.steps, base.data.batch_size) == ("/t", "0,2,4", 7, 8)
     active = ablation.active_weights(base.distillation, True, None)
@@ -133,11 +133,12 @@ def test_a_has_every_term_and_the_default_ablation_removes_each_then_the_attenti
                              "attention_kl": 1.0, "value_relation": 1.0}
     terms = ablation.terms_to_ablate([], active)
     assert terms == ["ce", "mlm", "cos", "hidden_mse", "attention_mse", "attention_kl", "value_relation",
-                     "attention"]
+                     "attention", "mlm_head"]
     starts = ablation.plan_starts(terms, active)
     assert [start.name for start in starts] == [
         "all-terms", "without-ce", "without-mlm", "without-cos", "without-hidden_mse", "without-attention_mse",
-        "without-attention_kl", "without-value_relation", "without-attention", "random-init", "no-distillation"]
+        "without-attention_kl", "without-value_relation", "without-attention", "without-mlm_head", "random-init",
+        "no-distillation"]
     assert [start.paper_delta for start in starts if start.paper_delta is not None] == [-2.96, -0.31, -1.46, -3.69]
     for start in starts:
         if not start.distilled:
@@ -150,6 +151,9 @@ def test_a_has_every_term_and_the_default_ablation_removes_each_then_the_attenti
             name: weight for name, weight in ALL.items() if name not in start.removed}, start.name
     by_name = {start.name: start for start in starts}
     assert by_name["without-attention"].removed == ("attention_mse", "attention_kl", "value_relation")
+    # mse is a head term too, but (a) has it off: only what (a) has on is removed.
+    assert by_name["without-mlm_head"].removed == ("ce", "mlm")
+    assert by_name["without-mlm_head"].label == "(b) without the MLM-head terms (L_ce, L_mlm)"
     assert by_name["random-init"].removed == () and by_name["all-terms"].removed == ()
     assert base.distillation.alpha_ce == 5.0  # the variants are copies: (a)'s config is untouched
 
@@ -161,8 +165,11 @@ def test_distill_set_changes_a_and_what_is_ablated():
     assert base.optimizer.learning_rate == 0.0003
     active = ablation.active_weights(base.distillation, True, "mean")
     assert list(active) == ["ce", "mlm", "cos", "hidden_mse", "attention_mse", "pooled_cos"]
-    # One attention term left: no separate "attention" group run.
-    assert ablation.terms_to_ablate([], active) == ["ce", "mlm", "cos", "hidden_mse", "attention_mse", "pooled_cos"]
+    # One attention term left: no separate "attention" group run; ce and mlm still make a head group.
+    assert ablation.terms_to_ablate([], active) == ["ce", "mlm", "cos", "hidden_mse", "attention_mse", "pooled_cos",
+                                                    "mlm_head"]
+    no_mlm = {name: weight for name, weight in active.items() if name != "mlm"}
+    assert "mlm_head" not in ablation.terms_to_ablate([], no_mlm)  # it would repeat without-ce
     assert ablation.terms_to_ablate(["attention", "ce", "ce"], active) == ["attention", "ce"]
     assert ablation.plan_starts(["attention"], active)[1].removed == ("attention_mse",)
 
@@ -172,7 +179,8 @@ def test_refusals_are_one_actionable_line():
     with pytest.raises(ValueError) as raised:
         ablation.terms_to_ablate(["ce", "kl"], active)
     assert str(raised.value) == ("unknown term 'kl' in --ablate; choose from ce, mlm, cos, hidden_mse, attention_mse, "
-                                 "attention_kl, value_relation, mse, pooled_cos, pooled_mse, pooled_relation, attention")
+                                 "attention_kl, value_relation, mse, pooled_cos, pooled_mse, pooled_relation, attention, "
+                                 "mlm_head")
     with pytest.raises(ValueError) as raised:
         ablation.terms_to_ablate(["pooled_cos"], active)
     assert str(raised.value) == ("--ablate pooled_cos: (a) has it off already (weight 0), so its run would be (a) "

@@ -107,7 +107,7 @@ def test_missing_required_flags_are_usage_errors(name, capsys):
      "distil-tf: error: --seeds expects comma-separated integers, got '1,two'"),
     (["ablation", "--teacher", "t", "--corpus", "c.txt", "--out", "o", "--ablate", "ce,kl"],
      "distil-tf: error: unknown term 'kl' in --ablate; choose from ce, mlm, cos, hidden_mse, attention_mse, "
-     "attention_kl, value_relation, mse, pooled_cos, pooled_mse, pooled_relation, attention"),
+     "attention_kl, value_relation, mse, pooled_cos, pooled_mse, pooled_relation, attention, mlm_head"),
     (["ablation", "--teacher", "t", "--corpus", "c.txt", "--out", "o", "--distill-steps", "0"],
      "distil-tf: error: --distill-steps must be >= 1, got 0"),
     (["ablation", "--teacher", "t", "--corpus", "c.txt", "--out", "o", "--task-set", "epochs=3"],
