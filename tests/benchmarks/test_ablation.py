@@ -125,6 +125,20 @@ def _config(**fields):
     return AblationConfig(teacher="t", corpus=("c.txt",), out="o", **fields)
 
 
+def test_the_plot_draws_each_start_s_mean_per_task_and_macro(tmp_path):
+    report = _hand_made_report()
+    drawn = ablation.plot_report(report, tmp_path / "ablation.png")
+    assert list(drawn) == ["glue/sst2 accuracy", "glue/stsb pearson", "macro (mean over tasks)"]
+    # The same means x 100 as the table above, in row order.
+    np.testing.assert_allclose(drawn["glue/sst2 accuracy"], [82.5, 81.25, 82.0, 82.0, 71.0, 83.5])
+    np.testing.assert_allclose(drawn["macro (mean over tasks)"], [81.5, 80.25, 81.0, 80.5, 51.5, 80.5])
+    from matplotlib import image
+
+    picture = image.imread(tmp_path / "ablation.png")
+    # One row of labels per start: the height grows with the rows (0.42 in x 120 dpi each, plus margins).
+    assert picture.shape[0] == round(120 * (0.42 * 6 + 1.6)) and picture.shape[1] > picture.shape[0]
+
+
 def test_a_has_every_term_and_the_default_ablation_removes_each_then_the_attention_then_the_head_terms():
     base = ablation.base_distill_config(_config(distill_steps=7, distill_batch_size=8), "/t")
     assert (base.teacher, base.student, base.steps, base.data.batch_size) == ("/t", "0,2,4", 7, 8)
