@@ -12,7 +12,7 @@
 #    labels dropped (72,740 lines, 1.44M words, ~1.7M WordPiece tokens; no dev text);
 # 2. OUT/teacher-mlm: `distil-tf fit-mlm-head` (all-MiniLM-L6-v2 has no MLM head, and the
 #    ce and mlm terms need one; its held-out MLM loss before/after is in metrics.json);
-# 3. OUT/ablation: `distil-tf benchmark ablation` -> ablation.md / ablation.json.
+# 3. OUT/ablation: `distil-tf benchmark ablation` -> ablation.md / ablation.json / ablation.png.
 # Every step is reused once finished: rerun the same command to resume after a kill.
 #
 # Budgets (override any by environment, e.g. DISTILL_STEPS=1250 bash scripts/table4_miniature.sh OUT).

@@ -208,7 +208,54 @@ def run_retention(config):
     }
     (out / "retention.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "retention.md").write_text(format_report(report, config) + "\n")
+    plot_report(report, out / "retention.png")
     return report
+
+
+ROW_NAMES = {"distilled": "student, distill-task", "plain": "same student, finetune (labels only)",
+             "plain_same_steps": "same student, finetune, as many steps as distill-task"}
+# The paper's claim: the student keeps 97% of the teacher's score.
+RETENTION_TARGET = 0.97
+
+
+def plot_report(report, path):
+    """`path` (PNG): each seed's dev score per row, one line per seed across the rows (the pairs McNemar
+    compares), the mean as a bar, and the teacher's score and 97% of it as horizontal lines.
+
+    Returns:
+        `{row key: [score x 100 per seed]}`: the dots drawn.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    keys = list(report["rows"])
+    drawn = {key: [100 * score for score in report["rows"][key]["scores"]] for key in keys}
+    teacher = 100 * report["teacher"]["score"]
+    figure, axis = pyplot.subplots(figsize=(2.2 * len(keys) + 2.4, 4.2))
+    positions = list(range(len(keys)))
+    axis.bar(positions, [100 * report["rows"][key]["mean"] for key in keys], width=0.55, alpha=0.35,
+             color=["tab:green", "tab:gray", "tab:olive"][:len(keys)])
+    for index, seed in enumerate(report["seeds"]):
+        scores = [drawn[key][index] for key in keys]
+        axis.plot(positions, scores, "o-", linewidth=0.8, markersize=4, label=f"seed {seed['seed']}")
+    axis.axhline(teacher, color="black", linestyle="--", linewidth=1, label=f"teacher {teacher:.2f}")
+    axis.axhline(RETENTION_TARGET * teacher, color="tab:red", linestyle=":", linewidth=1,
+                 label=f"{RETENTION_TARGET:.0%} of the teacher")
+    every = [score for scores in drawn.values() for score in scores] + [teacher, RETENTION_TARGET * teacher]
+    margin = 0.15 * (max(every) - min(every) + 0.5)
+    axis.set_ylim(min(every) - margin, max(every) + margin)  # the differences, not the distance from 0
+    axis.set_xticks(positions)
+    axis.set_xticklabels([ROW_NAMES[key].replace(", ", ",\n") for key in keys], fontsize=8)
+    axis.set_ylabel(f"{report['metric']} x 100, dev ({report['dev_examples']} examples)")
+    axis.set_title(f"{report['task']}: distilled vs plain student, per seed", fontsize=10)
+    axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)
+    return drawn
 
 
 def format_report(report, config):
@@ -223,11 +270,9 @@ def format_report(report, config):
         "|---|---|---|---|",
         f"| teacher | {100 * report['teacher']['score']:.2f} | 100.0% | - |",
     ]
-    names = {"distilled": "student, distill-task", "plain": "same student, finetune (labels only)",
-             "plain_same_steps": "same student, finetune, as many steps as distill-task"}
     for key, row in report["rows"].items():
         per_seed = ", ".join(f"{100 * score:.2f}" for score in row["scores"])
-        lines.append(f"| {names[key]} | {100 * row['mean']:.2f} +- {100 * row['std']:.2f} | "
+        lines.append(f"| {ROW_NAMES[key]} | {100 * row['mean']:.2f} +- {100 * row['std']:.2f} | "
                      f"{100 * row['kept']:.1f}% | {per_seed} |")
     if any("mcnemar_p" in seed for seed in report["seeds"]):
         lines += ["", "| seed | only distilled right | only plain right | McNemar p (exact) | steps distilled / plain "

@@ -36,6 +36,18 @@ def _write_sst2(root):
     return root
 
 
+def test_the_plot_pairs_each_seed_across_the_rows(tmp_path):
+    report = {"task": "glue/mrpc", "metric": "f1", "dev_examples": 408, "teacher": {"score": 0.8502},
+              "rows": {"distilled": {"scores": [0.8424, 0.8448], "mean": 0.8436},
+                       "plain": {"scores": [0.8397, 0.8251], "mean": 0.8324},
+                       "plain_same_steps": {"scores": [0.8301, 0.8350], "mean": 0.83255}},
+              "seeds": [{"seed": 1}, {"seed": 2}]}
+    drawn = retention.plot_report(report, tmp_path / "retention.png")
+    assert drawn == {"distilled": pytest.approx([84.24, 84.48]), "plain": pytest.approx([83.97, 82.51]),
+                     "plain_same_steps": pytest.approx([83.01, 83.50])}
+    assert (tmp_path / "retention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_a_tiny_report_end_to_end(tmp_path, tiny_hf_bert_model, capsys):
     from distil_tf import cli
 
@@ -54,6 +66,7 @@ def test_a_tiny_report_end_to_end(tmp_path, tiny_hf_bert_model, capsys):
         assert seed["only_distilled_right"] + seed["only_plain_right"] <= 8
         assert 0.0 < seed["mcnemar_p"] <= 1.0
     assert "| same student, finetune (labels only) |" in printed and "McNemar p (exact)" in printed
+    assert (tmp_path / "report" / "retention.png").is_file()
     # Each row is an ordinary run directory with its config beside the model.
     assert (tmp_path / "report" / "seed-1" / "distilled" / "config.yaml").is_file()
     assert json.loads((tmp_path / "report" / "seed-1" / "plain" / "run.json").read_text())[
