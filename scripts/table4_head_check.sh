@@ -36,15 +36,18 @@ for config in "$ABLATION"/finetune/all-terms/*/seed-*/config.yaml; do
 done
 .venv/bin/python - "$OUT" "$HEAD_STEPS" <<'EOF'
 import json, pathlib, statistics, sys
+from distil_tf.benchmarks.task_runs import primary_score
+from distil_tf.tasks import registry
 out, steps = pathlib.Path(sys.argv[1]), sys.argv[2]
 def heldout(head):
     metrics = json.loads((head / "metrics.json").read_text())["heldout_after"]
     return f"{metrics['mlm_loss']:.2f} nats, {100 * metrics['mlm_accuracy']:.2f}%"
 def scores(root):
     by_task = {}
-    for metrics in sorted(root.glob("*/seed-*/metrics.json")):
-        validation = json.loads(metrics.read_text())["evaluation"]["validation"]
-        by_task.setdefault(metrics.parent.parent.name, []).append(validation["score"])
+    for path in sorted(root.glob("*/seed-*/metrics.json")):
+        metrics = json.loads(path.read_text())  # the table's column: the task's primary metric (STS-B: Pearson)
+        spec = registry.build_task(metrics["task"]).spec
+        by_task.setdefault(metrics["task"], []).append(primary_score(metrics["evaluation"]["validation"], spec))
     return by_task
 rows = [(f"(a) all terms, head {steps} steps ({heldout(out / f'teacher-mlm-{steps}')})",
          scores(out / f"head-check-{steps}" / "finetune" / "all-terms")),
@@ -53,7 +56,8 @@ rows = [(f"(a) all terms, head {steps} steps ({heldout(out / f'teacher-mlm-{step
         ("(b) without L_mlm", scores(out / "ablation" / "finetune" / "without-mlm")),
         ("(d) no distillation", scores(out / "ablation" / "finetune" / "no-distillation"))]
 tasks = sorted(rows[0][1])
-print("| start (held-out MLM loss, accuracy of the head) | " + " | ".join(tasks) + " | macro |")
+print("| start (held-out MLM loss, accuracy of the head) | " + " | ".join(f"{task} (per seed)" for task in tasks)
+      + " | macro |")
 print("|---|" + "---|" * (len(tasks) + 1))
 for label, by_task in rows:
     seeds = min(len(by_task.get(task, [])) for task in tasks)
