@@ -27,7 +27,17 @@ and returns its label and the top label's probability:
   in NumPy: what a strong user builds for CPU latency.
 
 Every runner times one pass after 10 warmup sentences, intra-op threads =
-cores, inter-op 1. Labels must agree with `tf-serving-default` (the table
+cores, inter-op 1.
+
+Throughput (`clients`, default 1, 4 and 16): N client threads send one
+sentence per request, as a busy service sees them. Ours goes through
+`distil-tf-model-server` over gRPC, with server-side batching off and on
+(`serving_load.BATCHING_PARAMETERS`), beside in-process calls of the same
+signature; the server runs in a child with the runner's oneDNN setting. The
+peers are called in-process with no server in front: their best case, so a
+win of ours here is not flattered. Each client thread of a peer has its own
+tokenizer (HF's Rust tokenizer is not safe to share across threads); the
+model weights are shared. Every answer is checked against the batch-1 labels. Labels must agree with `tf-serving-default` (the table
 says how many do) and the top probabilities are compared.
 
 The model: `--model DIR`, a distil-tf classification task model directory
@@ -53,6 +63,8 @@ from distil_tf.benchmarks import speed
 from distil_tf.benchmarks.fast_inference import cpu_info
 
 DEFAULT_SENTENCES = 300
+DEFAULT_CLIENTS = (1, 4, 16)
+SERVED_MODEL_NAME = "end-to-end"
 MAX_SEQUENCE_LENGTH = 128
 WARMUP_SENTENCES = 10
 TF_RUNNERS = {
@@ -180,8 +192,79 @@ def _time(predict, count, warmup=WARMUP_SENTENCES):
     return seconds, time.process_time() - cpu_start, answers
 
 
+def _throughput_row(runner, mode, batching, clients, driven, reference_labels):
+    """One throughput cell from `serving_load.drive_clients`'s result; answers checked against batch 1."""
+    from distil_tf.benchmarks.serving_load import percentiles
+
+    latencies, errors, wall, results = driven
+    p50, p99 = percentiles(latencies) if latencies else (float("nan"),) * 2
+    return {"runner": runner, "mode": mode, "batching": batching, "clients": clients,
+            "requests": len(latencies) + len(errors), "requests_per_second": len(latencies) / wall,
+            "p50_ms": p50, "p99_ms": p99, "errors": len(errors),
+            "first_error": repr(errors[0])[:300] if errors else None,
+            "labels_agree": int(sum(label == reference_labels[index % len(reference_labels)]
+                                    for index, label in results.items()))}
+
+
+def _tf_throughput(spec, signature, label_names):
+    """Throughput of `serving_default` in-process, then through `distil-tf-model-server` (batching off, on).
+
+    Runs in the TF runner's child, so the server (a grandchild) inherits its oneDNN setting.
+    """
+    import shutil
+
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from distil_tf.benchmarks import serving_load
+    from distil_tf.serving.server.model_server import ServerProcess
+
+    sentences, reference, requests = spec["sentences"], spec["reference_labels"], spec["requests"]
+    feeds = [tf.constant([sentence]) for sentence in sentences]
+
+    def in_process(index, worker=0):
+        outputs = signature(text=feeds[index % len(feeds)])
+        return label_names.index(outputs["labels"].numpy()[0].decode())
+
+    rows = []
+    in_process(0)
+    for clients in spec["clients"]:
+        rows.append(_throughput_row(spec["runner"], "in-process", None, clients,
+                                    serving_load.drive_clients(clients, requests, in_process), reference))
+    scratch = tempfile.mkdtemp(prefix="distil_tf_e2e_server_")
+    try:
+        base_path, _ = serving_load.base_path_for(spec["savedmodel"], scratch)
+        predict_requests = []
+        for sentence in sentences:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = SERVED_MODEL_NAME
+            request.inputs["text"].CopyFrom(tf.make_tensor_proto([sentence], dtype=tf.string))
+            predict_requests.append(request)
+        for batched in (False, True):
+            flags = serving_load.server_flags(base_path, SERVED_MODEL_NAME, batched, scratch)
+            with ServerProcess(flags) as server, grpc.insecure_channel(server.grpc_target) as channel:
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+                def send(index, worker=0):
+                    response = stub.Predict(predict_requests[index % len(predict_requests)], timeout=120)
+                    return label_names.index(response.outputs["labels"].string_val[0].decode())
+
+                for index in range(min(WARMUP_SENTENCES, len(sentences))):
+                    send(index)
+                for clients in spec["clients"]:
+                    rows.append(_throughput_row(spec["runner"], "grpc", batched, clients,
+                                                serving_load.drive_clients(clients, requests, send), reference))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return rows
+
+
 def _tf_child(spec_path):
-    """The child side of a TF runner: load the SavedModel, time one signature, write `timing.json`."""
+    """The child side of a TF runner: load the SavedModel, time one signature, write `timing.json`.
+
+    With `clients` in the spec it then measures throughput too (`_tf_throughput`).
+    """
     spec = json.loads(pathlib.Path(spec_path).read_text())
     from distil_tf.benchmarks import fast_inference
 
@@ -217,10 +300,13 @@ def _tf_child(spec_path):
             return _softmax_top(signature(**feeds[index])["logits"].numpy())
 
     seconds, cpu_seconds, answers = _time(predict, len(sentences), spec["warmup"])
-    pathlib.Path(spec["out"]).write_text(json.dumps({
-        "seconds": seconds.tolist(), "cpu_seconds": cpu_seconds, "answers": answers,
-        "onednn_enabled": bool(_pywrap_util_port.IsMklEnabled()),
-    }))
+    result = {"seconds": seconds.tolist(), "cpu_seconds": cpu_seconds, "answers": answers,
+              "onednn_enabled": bool(_pywrap_util_port.IsMklEnabled())}
+    if spec.get("clients"):
+        if spec.get("reference_labels") is None:  # The reference runner: its own batch-1 labels.
+            spec["reference_labels"] = [answer[0] for answer in answers]
+        result["throughput"] = _tf_throughput(spec, loaded.signatures["serving_default"], label_names)
+    pathlib.Path(spec["out"]).write_text(json.dumps(result))
 
 
 def _packed_ids(prepared, sentences, path):
@@ -247,12 +333,15 @@ def _packed_ids(prepared, sentences, path):
     return path
 
 
-def _run_tf(runner, prepared, sentences, label_names, work_dir, threads, warmup):
+def _run_tf(runner, prepared, sentences, label_names, work_dir, threads, warmup, throughput=None):
+    """Times `runner` in a child process; `throughput` (clients, requests, reference labels) adds its cells."""
     signature, onednn = TF_RUNNERS[runner]
     work_dir = pathlib.Path(work_dir)
     spec = {"savedmodel": prepared["savedmodel"], "signature": signature, "sentences": sentences,
-            "label_names": label_names, "threads": threads, "warmup": warmup,
+            "label_names": label_names, "threads": threads, "warmup": warmup, "runner": runner,
             "out": str(work_dir / f"{runner}.json")}
+    if throughput and signature == "serving_default":
+        spec.update(throughput)
     if signature == "predict_ids":
         spec["ids"] = str(_packed_ids(prepared, sentences, work_dir / "ids.npz"))
     spec_path = work_dir / f"{runner}.spec.json"
@@ -264,45 +353,76 @@ def _run_tf(runner, prepared, sentences, label_names, work_dir, threads, warmup)
         raise RuntimeError(f"runner {runner} failed in its child process:\n{completed.stderr[-3000:]}")
     result = json.loads((work_dir / f"{runner}.json").read_text())
     extra = {"onednn": speed.onednn_label(onednn), "onednn_enabled_in_child": result["onednn_enabled"]}
+    if "throughput" in result:
+        extra["throughput"] = result["throughput"]
     return np.asarray(result["seconds"]), result["cpu_seconds"], [tuple(a) for a in result["answers"]], extra
 
 
-def _run_hf_pipeline(prepared, sentences, label_names, threads, warmup):
+def _hf_pipeline_predictor(prepared, sentences, label_names, threads, workers=1):
+    """`predict(index, worker) -> (label, probability)`: one pipeline (and tokenizer) per client thread."""
     import torch
     import transformers
 
     torch.set_num_threads(threads)
-    classify = transformers.pipeline("text-classification", model=prepared["hf_dir"], tokenizer=prepared["hf_dir"],
-                                     device=-1, truncation=True, max_length=prepared["max_sequence_length"])
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(prepared["hf_dir"]).eval()
+    pipelines = [transformers.pipeline("text-classification", model=model,
+                                       tokenizer=transformers.AutoTokenizer.from_pretrained(prepared["hf_dir"]),
+                                       device=-1, truncation=True, max_length=prepared["max_sequence_length"])
+                 for _ in range(workers)]
 
-    def predict(index):
+    def predict(index, worker=0):
         with torch.inference_mode():
-            best = classify(sentences[index])[0]
+            best = pipelines[worker](sentences[index % len(sentences)])[0]
         return label_names.index(best["label"]), float(best["score"])
 
-    seconds, cpu_seconds, answers = _time(predict, len(sentences), warmup)
-    return seconds, cpu_seconds, answers, {"tokenizer": type(classify.tokenizer).__name__}
+    return predict, {"tokenizer": type(pipelines[0].tokenizer).__name__}
 
 
-def _run_ort(prepared, sentences, threads, warmup):
+def _ort_predictor(prepared, sentences, threads, workers=1):
+    """`predict(index, worker) -> (label, probability)`: one Rust tokenizer per client thread, one session."""
+    import tokenizers
     import transformers
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(prepared["hf_dir"], use_fast=True).backend_tokenizer
     tokenizer.enable_truncation(prepared["max_sequence_length"])
     tokenizer.no_padding()
-    session = speed.ort_session(prepared["onnx"], threads)
+    pool = [tokenizers.Tokenizer.from_str(tokenizer.to_str()) for _ in range(workers)]
+    session = speed.ort_session(prepared["onnx"], threads)  # `run` is safe to call from many threads
     input_names = {node.name for node in session.get_inputs()}
 
-    def predict(index):
-        encoding = tokenizer.encode(sentences[index])
+    def predict(index, worker=0):
+        encoding = pool[worker].encode(sentences[index % len(sentences)])
         feed = {"input_ids": np.asarray([encoding.ids], np.int64),
                 "attention_mask": np.asarray([encoding.attention_mask], np.int64)}
         if "token_type_ids" in input_names:
             feed["token_type_ids"] = np.asarray([encoding.type_ids], np.int64)
         return _softmax_top(session.run(None, feed)[0])
 
-    seconds, cpu_seconds, answers = _time(predict, len(sentences), warmup)
-    return seconds, cpu_seconds, answers, {"ort_fused_operators": prepared.get("ort_fused_operators")}
+    return predict, {"ort_fused_operators": prepared.get("ort_fused_operators")}
+
+
+def _peer_predictor(runner, prepared, sentences, label_names, threads, workers=1):
+    """The peer `runner`'s `(predict, details)`, or `RunnerUnavailable` with the reason."""
+    if prepared["hf_dir"] is None:
+        raise speed.RunnerUnavailable(prepared["peer_skip_reason"])
+    if runner == "hf-pipeline":
+        speed._require("torch", "transformers")
+        return _hf_pipeline_predictor(prepared, sentences, label_names, threads, workers)
+    if prepared["onnx"] is None:
+        raise speed.RunnerUnavailable(prepared.get("ort_skip_reason", "no ONNX export"))
+    speed._require("onnxruntime", "transformers")
+    return _ort_predictor(prepared, sentences, threads, workers)
+
+
+def _peer_throughput(runner, prepared, sentences, label_names, threads, clients, requests, reference_labels):
+    """The peer's throughput cells, called in-process (no server: the peer's best case)."""
+    from distil_tf.benchmarks.serving_load import drive_clients
+
+    predict, _ = _peer_predictor(runner, prepared, sentences, label_names, threads, workers=max(clients))
+    for worker in range(max(clients)):  # Every pool member warm before the clock starts.
+        predict(worker % len(sentences), worker)
+    return [_throughput_row(runner, "in-process", None, count, drive_clients(
+        count, requests, lambda index, worker: predict(index, worker)[0]), reference_labels) for count in clients]
 
 
 # ---------------------------------------------------------------------------
@@ -311,7 +431,7 @@ def _run_ort(prepared, sentences, threads, warmup):
 
 
 def run(sst2_dev, vocab_path, model_dir=None, sentences=DEFAULT_SENTENCES, runners=ALL_RUNNERS, threads=None,
-        warmup=WARMUP_SENTENCES, work_dir=None, progress=None):
+        warmup=WARMUP_SENTENCES, work_dir=None, progress=None, clients=(), requests=None):
     """Time every runner on the first `sentences` SST-2 dev sentences; returns the report (a dict).
 
     Args:
@@ -321,16 +441,21 @@ def run(sst2_dev, vocab_path, model_dir=None, sentences=DEFAULT_SENTENCES, runne
         runners: names from `ALL_RUNNERS`; `tf-serving-default` is always run (the reference).
         threads: intra-op threads of every runner (default: the cores).
         progress: `f(message)` called before each runner, or None.
+        clients: client thread counts of the throughput table (e.g. `DEFAULT_CLIENTS`); empty: none.
+        requests: requests per throughput cell (default: one per sentence).
 
     Raises:
-        ValueError: an unknown runner, or a model that is not a classifier.
+        ValueError: an unknown runner, a client count below 1, or a model that is not a classifier.
     """
     unknown = [name for name in runners if name not in ALL_RUNNERS]
     if unknown:
         raise ValueError(f"unknown runner(s) {', '.join(unknown)}; choose from {', '.join(ALL_RUNNERS)}")
+    if any(count < 1 for count in clients):
+        raise ValueError(f"client counts must be >= 1, got {','.join(map(str, clients))}")
     runners = [REFERENCE_RUNNER] + [name for name in runners if name != REFERENCE_RUNNER]
     threads = threads or os.cpu_count() or 1
     texts = read_sst2_sentences(sst2_dev, sentences)
+    requests = requests or len(texts)
     scratch = pathlib.Path(work_dir or tempfile.mkdtemp(prefix="distil_tf_e2e_"))
     scratch.mkdir(parents=True, exist_ok=True)
     if model_dir is None:
@@ -340,7 +465,7 @@ def run(sst2_dev, vocab_path, model_dir=None, sentences=DEFAULT_SENTENCES, runne
         model_source = str(model_dir)
     prepared = prepare(model_dir, scratch)
     label_names = prepared["label_names"]
-    rows = []
+    rows, throughput = [], []
     reference = None
     for runner in runners:
         if progress:
@@ -348,19 +473,15 @@ def run(sst2_dev, vocab_path, model_dir=None, sentences=DEFAULT_SENTENCES, runne
         row = {"runner": runner}
         try:
             if runner in TF_RUNNERS:
+                plan = None if not clients else {
+                    "clients": list(clients), "requests": requests,
+                    "reference_labels": None if reference is None else [answer[0] for answer in reference]}
                 seconds, cpu_seconds, answers, extra = _run_tf(runner, prepared, texts, label_names, scratch,
-                                                               threads, warmup)
-            elif prepared["hf_dir"] is None:
-                raise speed.RunnerUnavailable(prepared["peer_skip_reason"])
-            elif runner == "hf-pipeline":
-                speed._require("torch", "transformers")
-                seconds, cpu_seconds, answers, extra = _run_hf_pipeline(prepared, texts, label_names, threads,
-                                                                        warmup)
+                                                               threads, warmup, plan)
+                throughput += extra.pop("throughput", [])
             else:
-                if prepared["onnx"] is None:
-                    raise speed.RunnerUnavailable(prepared.get("ort_skip_reason", "no ONNX export"))
-                speed._require("onnxruntime", "transformers")
-                seconds, cpu_seconds, answers, extra = _run_ort(prepared, texts, threads, warmup)
+                predict, extra = _peer_predictor(runner, prepared, texts, label_names, threads)
+                seconds, cpu_seconds, answers = _time(predict, len(texts), warmup)
         except speed.RunnerUnavailable as error:
             row["skipped"] = str(error)
             rows.append(row)
@@ -374,6 +495,11 @@ def run(sst2_dev, vocab_path, model_dir=None, sentences=DEFAULT_SENTENCES, runne
         row["labels_agree"] = int(sum(a[0] == r[0] for a, r in zip(answers, reference)))
         row["max_probability_difference"] = float(max(abs(a[1] - r[1]) for a, r in zip(answers, reference)))
         rows.append(row)
+        if clients and runner in PEER_RUNNERS:
+            if progress:
+                progress(f"{runner} under {','.join(map(str, clients))} concurrent clients")
+            throughput += _peer_throughput(runner, prepared, texts, label_names, threads, clients, requests,
+                                           [answer[0] for answer in reference])
     return {
         "benchmark": "end_to_end",
         "date": time.strftime("%Y-%m-%d"),
@@ -385,6 +511,8 @@ def run(sst2_dev, vocab_path, model_dir=None, sentences=DEFAULT_SENTENCES, runne
                                                              "parameters", "max_sequence_length")},
         "packages": speed.package_versions(),
         "rows": rows,
+        "throughput": throughput,
+        "requests_per_cell": requests if clients else None,
     }
 
 
@@ -409,6 +537,29 @@ def format_table(report):
             f"| {row['runner']} | {row['ms_per_sentence_mean']:.2f} | {row['ms_per_sentence_p50']:.2f} | "
             f"{row['ms_per_sentence_p90']:.2f} | {ratio} | {row['labels_agree']}/{report['sentences']} | "
             f"{row['max_probability_difference']:.1e} | {row.get('onednn', '-')} |")
+    if report.get("throughput"):
+        lines += ["", format_throughput(report)]
+    return "\n".join(lines)
+
+
+def format_throughput(report):
+    """The throughput cells as a markdown table, ours through the server beside the peers in-process."""
+    onednn = {row["runner"]: row.get("onednn", "-") for row in report["rows"]}
+    lines = [
+        f"Throughput, text in -> label out: {report['requests_per_cell']} requests per cell, each one SST-2 dev "
+        f"sentence from one of N client threads; ours through distil-tf-model-server (gRPC Predict, server-side "
+        f"batching off / on) and in-process, the peers in-process only (no server: their best case)",
+        "",
+        "| runner | served by | server batching | clients | req/s | p50 ms | p99 ms | errors | labels agree | oneDNN |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["throughput"]:
+        served = "distil-tf-model-server gRPC" if row["mode"] == "grpc" else "in-process"
+        batching = "-" if row["batching"] is None else ("on" if row["batching"] else "off")
+        lines.append(
+            f"| {row['runner']} | {served} | {batching} | {row['clients']} | {row['requests_per_second']:.1f} | "
+            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} | "
+            f"{row['labels_agree']}/{row['requests']} | {onednn.get(row['runner'], '-')} |")
     return "\n".join(lines)
 
 

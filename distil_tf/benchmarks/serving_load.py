@@ -40,7 +40,7 @@ num_batch_threads { value: 2 }
 """
 
 
-def _base_path_for(saved_model_dir, scratch):
+def base_path_for(saved_model_dir, scratch):
     """A `base/<version>/` tree for a version dir; a base path is used as is."""
     saved_model_dir = os.path.abspath(saved_model_dir)
     if os.path.exists(os.path.join(saved_model_dir, "saved_model.pb")):
@@ -66,18 +66,39 @@ def _string_inputs(signature):
     return sorted(keywords)
 
 
-def _percentiles(latencies):
+def server_flags(base_path, model_name, batched, scratch):
+    """`distil-tf-model-server` flags serving `base_path` over gRPC only, with or without batching.
+
+    The batching parameters (`BATCHING_PARAMETERS`) are written into `scratch`.
+    """
+    flags = [f"--model_name={model_name}", f"--model_base_path={base_path}",
+             "--file_system_poll_wait_seconds=0", "--rest_api_port=0"]
+    if batched:
+        batching_file = os.path.join(scratch, "batching_parameters.txt")
+        with open(batching_file, "w") as handle:
+            handle.write(BATCHING_PARAMETERS)
+        flags += ["--enable_batching", f"--batching_parameters_file={batching_file}"]
+    return flags
+
+
+def percentiles(latencies):
     values = np.array(latencies) * 1000.0
     return float(np.percentile(values, 50)), float(np.percentile(values, 99))
 
 
-def _drive(concurrency, requests, send):
-    """Runs `send(i)` `requests` times over `concurrency` threads."""
-    latencies, errors = [], []
+def drive_clients(concurrency, requests, send):
+    """Runs `send(index, worker)` for `index` in `range(requests)` over `concurrency` client threads.
+
+    `worker` is the thread's number (0 .. concurrency - 1), so a client that
+    needs state of its own (a tokenizer, a pipeline) can keep it in a pool built
+    before the clock starts. Returns `(latencies [s], errors, wall seconds,
+    results)`, `results` mapping each request that succeeded to what `send` returned.
+    """
+    latencies, errors, results = [], [], {}
     lock = threading.Lock()
     counter = iter(range(requests))
 
-    def worker():
+    def worker(number):
         while True:
             with lock:
                 index = next(counter, None)
@@ -85,7 +106,7 @@ def _drive(concurrency, requests, send):
                 return
             started = time.perf_counter()
             try:
-                send(index)
+                answer = send(index, number)
             except Exception as error:  # Counted, reported, never fatal.
                 with lock:
                     errors.append(error)
@@ -93,15 +114,16 @@ def _drive(concurrency, requests, send):
             elapsed = time.perf_counter() - started
             with lock:
                 latencies.append(elapsed)
+                results[index] = answer
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    threads = [threading.Thread(target=worker, args=(number,)) for number in range(concurrency)]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
-    return latencies, errors, wall
+    return latencies, errors, wall, results
 
 
 def run(saved_model_dir, sentences=None, concurrency=(1, 4, 16), batching=(False, True),
@@ -123,33 +145,26 @@ def run(saved_model_dir, sentences=None, concurrency=(1, 4, 16), batching=(False
     scratch = tempfile.mkdtemp(prefix="serving-load-")
     rows = []
     try:
-        base_path, version_dir = _base_path_for(saved_model_dir, scratch)
+        base_path, version_dir = base_path_for(saved_model_dir, scratch)
         signature = tf.saved_model.load(version_dir).signatures["serving_default"]
         input_names = _string_inputs(signature)
 
         in_process_p50 = {}
         for threads in concurrency:
-            def call(index):
+            def call(index, worker=0):
                 text = tf.constant([sentences[index % len(sentences)]])
                 signature(**{name: text for name in input_names})
 
             call(0)  # Trace and warm up outside the timing.
-            latencies, errors, wall = _drive(threads, requests, call)
-            p50, p99 = _percentiles(latencies)
+            latencies, errors, wall, _ = drive_clients(threads, requests, call)
+            p50, p99 = percentiles(latencies)
             in_process_p50[threads] = p50
             rows.append(dict(mode="in-process", batching=False, concurrency=threads,
                              requests_per_second=len(latencies) / wall, p50_ms=p50,
                              p99_ms=p99, errors=len(errors), overhead=1.0))
 
-        batching_file = os.path.join(scratch, "batching_parameters.txt")
-        with open(batching_file, "w") as handle:
-            handle.write(BATCHING_PARAMETERS)
         for batched in batching:
-            flags = [f"--model_name={model_name}", f"--model_base_path={base_path}",
-                     "--file_system_poll_wait_seconds=0", "--rest_api_port=0"]
-            if batched:
-                flags += ["--enable_batching", f"--batching_parameters_file={batching_file}"]
-            with ServerProcess(flags) as server:
+            with ServerProcess(server_flags(base_path, model_name, batched, scratch)) as server:
                 channel = grpc.insecure_channel(server.grpc_target)
                 stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
                 prepared = []
@@ -162,13 +177,13 @@ def run(saved_model_dir, sentences=None, concurrency=(1, 4, 16), batching=(False
                         )
                     prepared.append(request)
 
-                def send(index):
+                def send(index, worker=0):
                     stub.Predict(prepared[index % len(prepared)], timeout=30)
 
                 send(0)
                 for threads in concurrency:
-                    latencies, errors, wall = _drive(threads, requests, send)
-                    p50, p99 = _percentiles(latencies) if latencies else (float("nan"),) * 2
+                    latencies, errors, wall, _ = drive_clients(threads, requests, send)
+                    p50, p99 = percentiles(latencies) if latencies else (float("nan"),) * 2
                     rows.append(dict(
                         mode="grpc", batching=batched, concurrency=threads,
                         requests_per_second=len(latencies) / wall, p50_ms=p50, p99_ms=p99,

@@ -390,7 +390,7 @@ def cmd_tflite_accuracy(args):
 
 
 def _add_end_to_end(benchmarks):
-    from distil_tf.benchmarks.end_to_end import ALL_RUNNERS, DEFAULT_SENTENCES
+    from distil_tf.benchmarks.end_to_end import ALL_RUNNERS, DEFAULT_CLIENTS, DEFAULT_SENTENCES
     from distil_tf.benchmarks.speed import default_data_dir
 
     data = default_data_dir()
@@ -409,6 +409,11 @@ def _add_end_to_end(benchmarks):
     parser.add_argument("--vocab", default=str(data / "bert-base-uncased" / "vocab.txt"),
                         help="vocabulary of the default random model")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: cores)")
+    parser.add_argument("--clients", default=",".join(map(str, DEFAULT_CLIENTS)),
+                        help="concurrent client threads of the throughput table, comma-separated; ours through "
+                             "distil-tf-model-server with batching off and on, the peers in-process; 'none' skips it")
+    parser.add_argument("--requests", type=int, default=None,
+                        help="requests per throughput cell (default: one per sentence)")
     parser.add_argument("--out", default=None, help="directory for end_to_end.json and end_to_end.md")
     parser.set_defaults(handler=cmd_end_to_end)
 
@@ -416,6 +421,14 @@ def _add_end_to_end(benchmarks):
 def cmd_end_to_end(args):
     if args.sentences < 1:
         raise ValueError(f"--sentences must be >= 1, got {args.sentences}")
+    if args.requests is not None and args.requests < 1:
+        raise ValueError(f"--requests must be >= 1, got {args.requests}")
+    try:
+        clients = () if args.clients.strip().lower() in ("", "none") else tuple(int(n) for n in _split(args.clients))
+    except ValueError:
+        raise ValueError(f"--clients takes comma-separated counts such as 1,4,16 (or none), got {args.clients!r}")
+    if any(count < 1 for count in clients):
+        raise ValueError(f"--clients counts must be >= 1, got {args.clients}")
     for path in [args.sst2] + ([] if args.model else [args.vocab]):
         if not pathlib.Path(path).exists():
             raise FileNotFoundError(f"{path} not found (set DISTIL_TF_DATA or pass the path)")
@@ -424,7 +437,8 @@ def cmd_end_to_end(args):
     work_dir = pathlib.Path(args.out) / "work" if args.out else None
     report = end_to_end.run(args.sst2, args.vocab, model_dir=args.model, sentences=args.sentences,
                             runners=_split(args.runners), threads=args.threads, work_dir=work_dir,
-                            progress=lambda runner: print(f"timing {runner}", flush=True))
+                            progress=lambda runner: print(f"timing {runner}", flush=True),
+                            clients=clients, requests=args.requests)
     report["command"] = shlex.join(["distil-tf"] + list(getattr(args, "argv", [])))
     table = end_to_end.format_table(report)
     print(table)

@@ -66,7 +66,7 @@ PARSED = {
                          "handler": cli_benchmarks.cmd_tflite_accuracy}),
     "end-to-end": (["--sentences", "20", "--runners", "tf-serving-default,ort+tokenizers"],
                    {"sentences": 20, "runners": "tf-serving-default,ort+tokenizers", "model": None, "threads": None,
-                    "out": None, "handler": cli_benchmarks.cmd_end_to_end}),
+                    "out": None, "clients": "1,4,16", "requests": None, "handler": cli_benchmarks.cmd_end_to_end}),
 }
 
 
@@ -98,6 +98,10 @@ def test_missing_required_flags_are_usage_errors(name, capsys):
      "distil-tf: error: --workers takes comma-separated counts, e.g. 1,2; got 'x'"),
     (["speed", "--pairs", "0"], "distil-tf: error: --pairs must be >= 1, got 0"),
     (["end-to-end", "--sentences", "0"], "distil-tf: error: --sentences must be >= 1, got 0"),
+    (["end-to-end", "--clients", "1,x"],
+     "distil-tf: error: --clients takes comma-separated counts such as 1,4,16 (or none), got '1,x'"),
+    (["end-to-end", "--clients", "0,4"], "distil-tf: error: --clients counts must be >= 1, got 0,4"),
+    (["end-to-end", "--requests", "0"], "distil-tf: error: --requests must be >= 1, got 0"),
     (["end-to-end", "--runners", "tf-serving-default,onnx"],
      "distil-tf: error: unknown runner(s) onnx; choose from tf-serving-default, tf-serving-default+onednn, "
      "tf-predict-ids, hf-pipeline, ort+tokenizers"),
