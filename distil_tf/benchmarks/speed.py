@@ -114,7 +114,9 @@ TFLITE_RUNNERS = {
     "tflite+buckets": False,
     "tflite+buckets+int8": True,  # dynamic-range: int8 weights, float32 activations
 }
-TFLITE_BUCKETS = (32, 64, 128)
+# Fine buckets: STS-B pairs are 11-87 WordPieces (mean ~19), and every padded
+# position costs a full row of compute; each bucket reached is one more flatbuffer.
+TFLITE_BUCKETS = (16, 24, 32, 48, 64, 96, 128)
 PEER_RUNNERS = ("hf-pytorch",) + tuple(ORT_RUNNERS)
 ALL_RUNNERS = tuple(TF_RUNNERS) + PEER_RUNNERS + tuple(TFLITE_RUNNERS)
 BFLOAT16_RUNNERS = tuple(name for name in TF_RUNNERS if "bf16" in name)
