@@ -34,14 +34,19 @@ def _tiny_classifier(directory, bert_vocab, pooling=None):
     return directory
 
 
-@pytest.mark.large
-def test_every_runner_gives_the_served_labels_on_real_sentences(tmp_path, shared_data, bert_vocab):
+def _run_on_tiny_classifier(tmp_path, shared_data, bert_vocab, **options):
+    """`end_to_end.run` on real SST-2 dev sentences with the tiny classifier (the peers need the bench extra)."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("transformers")
     model_dir = _tiny_classifier(tmp_path / "model", bert_vocab)
-    report = end_to_end.run(shared_data / "glue" / "SST-2" / "dev.tsv", bert_vocab, model_dir=model_dir,
-                            sentences=24, runners=["tf-predict-ids", "hf-pipeline", "ort+tokenizers"],
-                            work_dir=tmp_path / "work", warmup=2)
+    return end_to_end.run(shared_data / "glue" / "SST-2" / "dev.tsv", bert_vocab, model_dir=model_dir,
+                          work_dir=tmp_path / "work", warmup=2, **options)
+
+
+@pytest.mark.large
+def test_every_runner_gives_the_served_labels_on_real_sentences(tmp_path, shared_data, bert_vocab):
+    report = _run_on_tiny_classifier(tmp_path, shared_data, bert_vocab, sentences=24,
+                                     runners=["tf-predict-ids", "hf-pipeline", "ort+tokenizers"])
     rows = {row["runner"]: row for row in report["rows"]}
     # The reference always runs first, with the stock server's oneDNN setting.
     assert [row["runner"] for row in report["rows"]][0] == "tf-serving-default"
@@ -60,12 +65,8 @@ def test_every_runner_gives_the_served_labels_on_real_sentences(tmp_path, shared
 @pytest.mark.large
 def test_throughput_answers_every_request_right_through_the_server_and_the_peers(tmp_path, shared_data, bert_vocab):
     """Concurrent clients get the batch-1 labels back from every path: server (batching off, on) and peers."""
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("transformers")
-    model_dir = _tiny_classifier(tmp_path / "model", bert_vocab)
-    report = end_to_end.run(shared_data / "glue" / "SST-2" / "dev.tsv", bert_vocab, model_dir=model_dir,
-                            sentences=10, runners=["hf-pipeline", "ort+tokenizers"], work_dir=tmp_path / "work",
-                            warmup=2, clients=(1, 3), requests=14)
+    report = _run_on_tiny_classifier(tmp_path, shared_data, bert_vocab, sentences=10,
+                                     runners=["hf-pipeline", "ort+tokenizers"], clients=(1, 3), requests=14)
     cells = [(row["runner"], row["mode"], row["batching"], row["clients"]) for row in report["throughput"]]
     assert cells == [("tf-serving-default", "in-process", None, 1), ("tf-serving-default", "in-process", None, 3),
                      ("tf-serving-default", "grpc", False, 1), ("tf-serving-default", "grpc", False, 3),
