@@ -85,9 +85,11 @@ CHECK_PAIRS = 16
 TF_RUNNERS = {
     "tf-savedmodel": ({}, False),
     "tf-savedmodel+onednn": ({}, True),
-    # `distil-tf export --precision bfloat16`: keras-hub graph in bfloat16, no XLA.
-    "tf-savedmodel+bf16+onednn": ({"fused_graph": False, "compute_dtype": "bfloat16"}, True),
-    "tf-savedmodel+bf16": ({"fused_graph": False, "compute_dtype": "bfloat16"}, False),
+    # `distil-tf export --precision bfloat16`: the fused graph's projections in bfloat16, no XLA.
+    "tf-savedmodel+bf16+onednn": ({"compute_dtype": "bfloat16"}, True),
+    "tf-savedmodel+bf16": ({"compute_dtype": "bfloat16"}, False),
+    # `--precision bfloat16 --keras-layers`: every keras-hub layer in bfloat16.
+    "tf-savedmodel+keras-layers+bf16+onednn": ({"fused_graph": False, "compute_dtype": "bfloat16"}, True),
     "tf-savedmodel+keras-layers": ({"fused_graph": False}, False),
     "tf-savedmodel+xla+buckets": ({"buckets": "default", "jit_compile": True}, False),
     "tf-savedmodel+keras-layers+xla+buckets": ({"fused_graph": False, "buckets": "default", "jit_compile": True}, False),

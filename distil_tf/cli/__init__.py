@@ -356,8 +356,8 @@ def build_parser():
     normalize.add_argument("--no-normalize", dest="normalize", action="store_false")
     export.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="float32",
                         help="compute dtype, no XLA: auto = bfloat16 where this CPU has AVX512-BF16 or AMX "
-                             "(/proc/cpuinfo), else float32; bfloat16 uses the keras-hub layer graph "
-                             "(default: float32, the fused graph)")
+                             "(/proc/cpuinfo), else float32; bfloat16 runs the fused graph's projections in bfloat16 "
+                             "(with --keras-layers: every keras-hub layer) (default: float32, the fused graph)")
     export.set_defaults(handler=cmd_export)
 
     predict = commands.add_parser(

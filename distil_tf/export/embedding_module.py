@@ -93,7 +93,7 @@ class EmbeddingExportModule(ExportModuleBase):
             # Only the fused copy and the pooler are saved: no MLM head, no
             # keras-hub variables (embedding tables are shared with the copy).
             encoder = with_compute_dtype(encoder, "float32")
-            self.fused_encoder = FusedEncoder(encoder)
+            self.fused_encoder = FusedEncoder(encoder, self.options.compute_dtype)
             self.encoder = None
         else:
             self.fused_encoder = None

@@ -197,9 +197,10 @@ class TaskExportModule(ExportModuleBase):
         super().__init__(model.encoder, tokenizer, max_sequence_length, options, minimum_length, minimum_reason,
                          name=name)
         if self.options.fused_graph:
-            # The fused graph is float32; a mixed-precision model is cast once.
+            # The fused graph reads float32 weights (a mixed-precision model is cast once) and
+            # casts its projections to the compute dtype itself.
             model = with_compute_dtype(model, "float32")
-            self.fused_encoder = FusedEncoder(model.encoder)
+            self.fused_encoder = FusedEncoder(model.encoder, self.options.compute_dtype)
             # The head's layers only: the keras-hub encoder's variables are
             # not saved (the fused copy replaces them; embeddings are shared).
             self.head_layers = {

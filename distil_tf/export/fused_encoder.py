@@ -24,19 +24,32 @@ class FusedEncoder(tf.Module):
     graph instead runs three `EinsumDense` projections, reshapes and
     transposes around each, and a masked `Softmax` layer. Embedding tables
     are the encoder's own variables (not copied); layer weights are copied
-    once into the fused layout (float32; a copy of the encoder's size).
+    once into the fused layout (a copy of the encoder's size, half that in
+    bfloat16).
+
+    With `compute_dtype="bfloat16"` the four projections per layer (QKV,
+    attention output, the two feed-forward matmuls, with their biases and
+    the GELU between the feed-forward ones) run in bfloat16, weights cast
+    once; the residual stream, LayerNorm, embeddings and attention scores
+    stay float32, so only the projections' inputs are rounded. That is where
+    native bfloat16 dot products (AVX512-BF16, AMX) pay; the casts around
+    each projection copy `[batch * seq, hidden]` activations, never weights.
 
     Args:
         encoder: a built float32 `distil_tf.models.Encoder`.
+        compute_dtype: "float32" or "bfloat16": the projections' dtype.
 
     Call inputs: `token_ids`, `padding_mask` (+ `segment_ids`, BERT) int32
     `[batch, seq]`. Returns the sequence output `[batch, seq, hidden]`.
     """
 
-    def __init__(self, encoder, name=None):
+    def __init__(self, encoder, compute_dtype="float32", name=None):
         super().__init__(name=name)
         if encoder.dtype_policy.name != "float32":
-            raise ValueError(f"FusedEncoder is float32 only, got policy {encoder.dtype_policy.name}")
+            raise ValueError(f"FusedEncoder reads float32 encoders, got policy {encoder.dtype_policy.name}")
+        if compute_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got '{compute_dtype}'")
+        self.compute_dtype = tf.as_dtype(compute_dtype)
         self.architecture = encoder.architecture
         self.num_heads = encoder.num_heads
         self.hidden_dim = encoder.hidden_dim
@@ -86,22 +99,29 @@ class FusedEncoder(tf.Module):
         value_kernel, value_bias = flat("value", hidden)
         output_kernel, output_bias = flat("attention_output", hidden)
         variable = lambda value: tf.Variable(np.asarray(value, np.float32), trainable=False)
+        # Projection weights in the compute dtype, rounded once here from float32.
+        projection = lambda value: tf.Variable(tf.cast(np.asarray(value, np.float32), self.compute_dtype),
+                                               trainable=False)
         return {
-            "qkv_kernel": variable(np.concatenate([query_kernel * scale, key_kernel, value_kernel], 1)),
-            "qkv_bias": variable(np.concatenate([query_bias * scale, key_bias, value_bias])),
-            "output_kernel": variable(output_kernel),
-            "output_bias": variable(output_bias),
+            "qkv_kernel": projection(np.concatenate([query_kernel * scale, key_kernel, value_kernel], 1)),
+            "qkv_bias": projection(np.concatenate([query_bias * scale, key_bias, value_bias])),
+            "output_kernel": projection(output_kernel),
+            "output_bias": projection(output_bias),
             "attention_gamma": variable(weights["self_attention_layer_norm/gamma"]),
             "attention_beta": variable(weights["self_attention_layer_norm/beta"]),
             "attention_epsilon": epsilon,
-            "intermediate_kernel": variable(weights["feedforward_intermediate_dense/kernel"]),
-            "intermediate_bias": variable(weights["feedforward_intermediate_dense/bias"]),
-            "feedforward_kernel": variable(weights["feedforward_output_dense/kernel"]),
-            "feedforward_bias": variable(weights["feedforward_output_dense/bias"]),
+            "intermediate_kernel": projection(weights["feedforward_intermediate_dense/kernel"]),
+            "intermediate_bias": projection(weights["feedforward_intermediate_dense/bias"]),
+            "feedforward_kernel": projection(weights["feedforward_output_dense/kernel"]),
+            "feedforward_bias": projection(weights["feedforward_output_dense/bias"]),
             "feedforward_gamma": variable(weights["feedforward_layer_norm/gamma"]),
             "feedforward_beta": variable(weights["feedforward_layer_norm/beta"]),
             "feedforward_epsilon": epsilon,
         }
+
+    def _project(self, x, kernel, bias):
+        """`x @ kernel + bias` in the compute dtype (`[rows, in]` -> `[rows, out]`); no cast in float32."""
+        return tf.nn.bias_add(tf.matmul(tf.cast(x, self.compute_dtype), kernel), bias)
 
     @staticmethod
     def _layer_norm(x, gamma, beta, epsilon):
@@ -123,18 +143,19 @@ class FusedEncoder(tf.Module):
         mask_bias = (1.0 - tf.cast(inputs["padding_mask"], tf.float32))[:, tf.newaxis, tf.newaxis, :] * -1e9
         heads = [batch_size, length, 3, self.num_heads, self.head_dim]
         for weights in self.layers:
-            qkv = tf.nn.bias_add(tf.matmul(x, weights["qkv_kernel"]), weights["qkv_bias"])
+            qkv = tf.cast(self._project(x, weights["qkv_kernel"], weights["qkv_bias"]), tf.float32)
             qkv = tf.transpose(tf.reshape(qkv, heads), [2, 0, 3, 1, 4])  # [3, batch, heads, seq, head_dim]
             query, key, value = qkv[0], qkv[1], qkv[2]
             scores = tf.matmul(query, key, transpose_b=True) + mask_bias  # [batch, heads, seq, seq]
             context = tf.matmul(tf.nn.softmax(scores, axis=-1), value)
             context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [-1, self.hidden_dim])
-            attended = tf.nn.bias_add(tf.matmul(context, weights["output_kernel"]), weights["output_bias"])
+            attended = tf.cast(self._project(context, weights["output_kernel"], weights["output_bias"]), tf.float32)
             x = self._layer_norm(x + attended, weights["attention_gamma"], weights["attention_beta"],
                                  weights["attention_epsilon"])
-            hidden = tf.nn.bias_add(tf.matmul(x, weights["intermediate_kernel"]), weights["intermediate_bias"])
-            hidden = tf.nn.gelu(hidden, approximate=self.approximate_gelu)
-            projected = tf.nn.bias_add(tf.matmul(hidden, weights["feedforward_kernel"]), weights["feedforward_bias"])
+            hidden = self._project(x, weights["intermediate_kernel"], weights["intermediate_bias"])
+            hidden = tf.nn.gelu(hidden, approximate=self.approximate_gelu)  # [batch * seq, intermediate]
+            projected = tf.cast(self._project(hidden, weights["feedforward_kernel"], weights["feedforward_bias"]),
+                                tf.float32)
             x = self._layer_norm(x + projected, weights["feedforward_gamma"], weights["feedforward_beta"],
                                  weights["feedforward_epsilon"])
         return tf.reshape(x, [batch_size, length, self.hidden_dim])

@@ -93,8 +93,10 @@ def test_precision_maps_onto_the_existing_levers_without_xla():
     assert options_for_precision("float32") == InferenceOptions()
     assert options_for_precision("float32", fused_graph=False) == InferenceOptions(fused_graph=False)
     bf16 = options_for_precision("bfloat16")
-    assert bf16 == InferenceOptions(fused_graph=False, compute_dtype="bfloat16")
+    assert bf16 == InferenceOptions(compute_dtype="bfloat16")  # the fused graph, projections in bfloat16
     assert not bf16.jit_compile and bf16.buckets is None
+    assert options_for_precision("bfloat16", fused_graph=False) == InferenceOptions(fused_graph=False,
+                                                                                    compute_dtype="bfloat16")
 
 
 def test_cli_precision_flag():
@@ -127,7 +129,7 @@ def test_bfloat16_export_matches_float32_on_real_sentences(
         assert record["options"]["jit_compile"] is False
         serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
         outputs[precision] = serve(text=tf.constant(sst2_sentences))["logits"].numpy()
-    assert json.loads(json.dumps(record))["options"]["label"] == "keras-layers+bf16"
+    assert json.loads(json.dumps(record))["options"]["label"] == "bf16"  # the fused graph
     difference = np.abs(outputs["float32"] - outputs["bfloat16"]).max()
     assert 0 < difference <= BFLOAT16_LOGITS_ATOL, difference
 
