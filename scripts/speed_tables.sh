@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 OUT=${1:?usage: speed_tables.sh OUT}
 PAIRS=${PAIRS:-200}
 RUNNERS=tf-savedmodel,tf-savedmodel+onednn
-if grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then RUNNERS=$RUNNERS,tf-savedmodel+bf16+onednn; fi
+if grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then RUNNERS=$RUNNERS,tf-savedmodel+bf16+onednn,tf-savedmodel+keras-layers+bf16+onednn; fi
 RUNNERS=$RUNNERS,hf-pytorch,onnxruntime,onnxruntime+fusions,onnxruntime+fusions+int8
 .venv/bin/distil-tf benchmark speed --pairs "$PAIRS" --models bert,distilbert --runners "$RUNNERS" --out "$OUT/speed"
 .venv/bin/distil-tf benchmark speed --pairs "$PAIRS" --models distilbert \

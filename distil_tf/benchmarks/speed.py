@@ -764,11 +764,20 @@ def _max_abs_difference(outputs_a, outputs_b):
     return largest
 
 
-def sequence_output_difference(model, inputs, compute_dtype, num_pairs=CHECK_PAIRS):
-    """Max |float32 - compute_dtype| of the encoder's sequence output (Keras, untimed)."""
+def sequence_output_difference(model, inputs, compute_dtype, num_pairs=CHECK_PAIRS, fused_graph=False):
+    """Max |float32 - compute_dtype| of the encoder's sequence output (untimed).
+
+    The graph the runner exports: `FusedEncoder` at `compute_dtype` with
+    `fused_graph`, else the keras-hub encoder rebuilt in it.
+    """
+    from distil_tf.export.fused_encoder import FusedEncoder
     from distil_tf.export.inference_options import with_compute_dtype
 
-    cast = with_compute_dtype(model.task_model, compute_dtype)
+    if fused_graph:
+        encode = FusedEncoder(model.task_model.encoder, compute_dtype)  # eager: a check, not a timing
+    else:
+        cast = with_compute_dtype(model.task_model, compute_dtype)
+        encode = lambda features: cast.encoder(features)["sequence_output"]
     largest = 0.0
     for index in range(min(num_pairs, len(inputs))):
         features = {"token_ids": inputs.token_ids[index],
@@ -776,7 +785,7 @@ def sequence_output_difference(model, inputs, compute_dtype, num_pairs=CHECK_PAI
         if model.architecture == "bert":
             features["segment_ids"] = inputs.segment_ids[index]
         reference = model.task_model.encoder(features)["sequence_output"].numpy()
-        candidate = np.asarray(cast.encoder(features)["sequence_output"], np.float32)
+        candidate = np.asarray(encode(features), np.float32)
         largest = max(largest, float(np.abs(reference - candidate).max()))
     return largest
 
@@ -882,7 +891,8 @@ def run_benchmark(
                 if runner in PEER_RUNNERS or runner in TFLITE_RUNNERS:
                     checks[model_name][runner] = outputs
                 if runner in BFLOAT16_RUNNERS:
-                    row["max_abs_diff_sequence_output"] = sequence_output_difference(model, inputs, "bfloat16")
+                    row["max_abs_diff_sequence_output"] = sequence_output_difference(
+                        model, inputs, "bfloat16", fused_graph=TF_RUNNERS[runner][0].get("fused_graph", True))
                 rows.append(row)
                 log(f"{model_name} / {runner}: {row['pass_seconds']:.2f} s, "
                     f"{row['ms_per_pair_mean']:.2f} ms/pair")
