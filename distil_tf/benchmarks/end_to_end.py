@@ -27,7 +27,8 @@ and returns its label and the top label's probability:
   in NumPy: what a strong user builds for CPU latency.
 
 Every runner times one pass after 10 warmup sentences, intra-op threads =
-cores, inter-op 1.
+cores, inter-op 1. Labels must agree with `tf-serving-default` (the table
+says how many do) and the top probabilities are compared.
 
 Throughput (`clients`, default 1, 4 and 16): N client threads send one
 sentence per request, as a busy service sees them. Ours goes through
@@ -37,8 +38,8 @@ signature; the server runs in a child with the runner's oneDNN setting. The
 peers are called in-process with no server in front: their best case, so a
 win of ours here is not flattered. Each client thread of a peer has its own
 tokenizer (HF's Rust tokenizer is not safe to share across threads); the
-model weights are shared. Every answer is checked against the batch-1 labels. Labels must agree with `tf-serving-default` (the table
-says how many do) and the top probabilities are compared.
+model weights are shared. Every answer is checked against the batch-1
+labels.
 
 The model: `--model DIR`, a distil-tf classification task model directory
 (its HF export must exist: a mean-pooling head has no Hugging Face class, and
