@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The accuracy cost of `export --precision bfloat16` (issue 14): each fine-tuned model is
-# exported twice, float32 (the fused graph) and bfloat16 (keras-hub layers, weights cast once,
-# no XLA), and each SavedModel is scored through `serving_default` on raw dev text, as a TF
+# exported twice, float32 and bfloat16 (the fused graph, its projections in bfloat16, weights
+# cast once, no XLA), and each SavedModel is scored through `serving_default` on raw dev text, as a TF
 # Serving client sees it. Prints one markdown row per model and writes OUT/precision.md.
 #
 #   bash scripts/precision_accuracy.sh OUT MODEL_DIR [MODEL_DIR...]

@@ -415,13 +415,15 @@ def _peer_predictor(runner, prepared, sentences, label_names, threads, workers=1
     return _ort_predictor(prepared, sentences, threads, workers)
 
 
-def _peer_throughput(runner, prepared, sentences, label_names, threads, clients, requests, reference_labels):
-    """The peer's throughput cells, called in-process (no server: the peer's best case)."""
+def _peer_throughput(runner, predict, clients, requests, reference_labels):
+    """The peer's throughput cells, called in-process (no server: the peer's best case).
+
+    `predict` comes from `_peer_predictor` with a pool of at least `max(clients)` workers.
+    """
     from distil_tf.benchmarks.serving_load import drive_clients
 
-    predict, _ = _peer_predictor(runner, prepared, sentences, label_names, threads, workers=max(clients))
     for worker in range(max(clients)):  # Every pool member warm before the clock starts.
-        predict(worker % len(sentences), worker)
+        predict(worker, worker)
     return [_throughput_row(runner, "in-process", None, count, drive_clients(
         count, requests, lambda index, worker: predict(index, worker)[0]), reference_labels) for count in clients]
 
@@ -481,7 +483,9 @@ def run(sst2_dev, vocab_path, model_dir=None, sentences=DEFAULT_SENTENCES, runne
                                                                threads, warmup, plan)
                 throughput += extra.pop("throughput", [])
             else:
-                predict, extra = _peer_predictor(runner, prepared, texts, label_names, threads)
+                # One pool for both tables: worker 0 answers the batch-1 pass.
+                predict, extra = _peer_predictor(runner, prepared, texts, label_names, threads,
+                                                 workers=max(clients, default=1))
                 seconds, cpu_seconds, answers = _time(predict, len(texts), warmup)
         except speed.RunnerUnavailable as error:
             row["skipped"] = str(error)
@@ -499,8 +503,7 @@ def run(sst2_dev, vocab_path, model_dir=None, sentences=DEFAULT_SENTENCES, runne
         if clients and runner in PEER_RUNNERS:
             if progress:
                 progress(f"{runner} under {','.join(map(str, clients))} concurrent clients")
-            throughput += _peer_throughput(runner, prepared, texts, label_names, threads, clients, requests,
-                                           [answer[0] for answer in reference])
+            throughput += _peer_throughput(runner, predict, clients, requests, [answer[0] for answer in reference])
     return {
         "benchmark": "end_to_end",
         "date": time.strftime("%Y-%m-%d"),

@@ -197,10 +197,8 @@ def _precision_options(options, precision, cpuinfo_path):
     if options is not None and options.compute_dtype != "float32":
         raise ValueError("pass either precision or InferenceOptions(compute_dtype=...), not both")
     compute_dtype, reason = resolve_precision(precision, cpuinfo_path)
-    fused_graph = True if options is None else options.fused_graph
-    resolved = options_for_precision(compute_dtype, fused_graph=fused_graph)
-    if options is not None:
-        resolved = dataclasses.replace(options, fused_graph=resolved.fused_graph, compute_dtype=compute_dtype)
+    resolved = (options_for_precision(compute_dtype) if options is None
+                else dataclasses.replace(options, compute_dtype=compute_dtype))
     record = {"precision": precision, "compute_dtype": compute_dtype, "reason": reason,
               "options": {**dataclasses.asdict(resolved), "label": resolved.label}}
     return resolved, record

@@ -17,8 +17,9 @@ by `distil-tf benchmark speed` (`distil_tf.benchmarks.speed`):
   CPU only with `--xla_cpu_compilation_enabled=true`, which is why it is not
   a default.
 - **Compute dtype** (`compute_dtype="bfloat16"`): weights cast once at
-  export; on the fused graph only the projections run in bfloat16. Pays only on CPUs with native bfloat16 dot products (AVX512-BF16,
-  AMX); elsewhere oneDNN emulates it. It changes outputs, so its accuracy
+  export; on the fused graph only the projections run in bfloat16. Pays
+  only on CPUs with native bfloat16 dot products (AVX512-BF16, AMX);
+  elsewhere oneDNN emulates it. It changes outputs, so its accuracy
   cost is measured (`distil_tf.benchmarks.fast_inference.sst2_accuracy`).
 """
 
