@@ -10,6 +10,7 @@
     distil-tf benchmark tflite-on-device  size and batch-1 latency of TFLite models
     distil-tf benchmark tflite-accuracy   SST-2 dev accuracy of a TFLite export, fp32 and int8
     distil-tf benchmark end-to-end        text in, label out at batch 1: our export vs HF pipeline and ORT
+    distil-tf benchmark kernels           the projection matmuls at batch-1 shapes, TF kernels vs ORT
 
 The benchmark modules (`distil_tf.benchmarks.*`) run and return data, and
 their `format_*` functions turn it into text; each command here parses its
@@ -27,7 +28,7 @@ def register(commands):
     group = commands.add_parser("benchmark", help="speed, serving, training and on-device benchmarks")
     benchmarks = group.add_subparsers(dest="benchmark", required=True)
     for add in (_add_speed, _add_training, _add_retention, _add_ablation, _add_input_pipeline, _add_embedding_students,
-                _add_serving_load, _add_tflite_on_device, _add_tflite_accuracy, _add_end_to_end):
+                _add_serving_load, _add_tflite_on_device, _add_tflite_accuracy, _add_end_to_end, _add_kernels):
         add(benchmarks)
     return benchmarks
 
@@ -446,3 +447,40 @@ def cmd_end_to_end(args):
         _write_json(pathlib.Path(args.out) / "end_to_end.json", report)
         (pathlib.Path(args.out) / "end_to_end.md").write_text(table + "\n")
         print(f"wrote end_to_end.json, end_to_end.md to {args.out}")
+
+
+# ---------------------------------------------------------------------------
+# kernels
+# ---------------------------------------------------------------------------
+
+
+def _add_kernels(benchmarks):
+    from distil_tf.benchmarks.kernels import ALL_KERNELS, DEFAULT_SHAPE
+
+    parser = benchmarks.add_parser(
+        "kernels", help="the projection matmuls at batch-1 shapes, TF kernels vs ORT",
+        description="Times one transformer layer's four projection matmuls (QKV, attention output, the two "
+        "feed-forward ones) at batch-1 row counts in every kernel a TensorFlow server could run them with (Eigen, "
+        "oneDNN fp32/bf16/int8, UniformQuantizedDotHybrid) beside ONNX Runtime fp32 and int8, each checked "
+        "against a float64 product. Run it on a quiet machine.")
+    parser.add_argument("--kernels", default=",".join(ALL_KERNELS), help=f"comma-separated, from {','.join(ALL_KERNELS)}")
+    for key, value in DEFAULT_SHAPE.items():
+        parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=value, help=f"default {value}")
+    parser.add_argument("--iterations", type=int, default=30, help="calls per timed pass (best of 3 passes)")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: cores)")
+    parser.add_argument("--out", default=None, help="directory for kernels.json and kernels.md")
+    parser.set_defaults(handler=cmd_kernels)
+
+
+def cmd_kernels(args):
+    from distil_tf.benchmarks import kernels
+
+    report = kernels.run(_split(args.kernels), hidden_dim=args.hidden_dim, intermediate_dim=args.intermediate_dim,
+                         num_layers=args.num_layers, rows=args.rows, iterations=args.iterations, threads=args.threads,
+                         progress=lambda kernel: print(f"timing {kernel}", flush=True))
+    table = kernels.format_table(report)
+    print(table)
+    if args.out:
+        pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)
+        _write_json(pathlib.Path(args.out) / "kernels.json", report)
+        (pathlib.Path(args.out) / "kernels.md").write_text(table)

@@ -6,7 +6,7 @@ from distil_tf import cli
 from distil_tf.cli import benchmarks as cli_benchmarks
 
 SUBCOMMANDS = ["speed", "training", "retention", "ablation", "input-pipeline", "embedding-students", "serving-load",
-               "tflite-on-device", "tflite-accuracy", "end-to-end"]
+               "tflite-on-device", "tflite-accuracy", "end-to-end", "kernels"]
 
 
 def _exit_code(argv):
@@ -67,6 +67,9 @@ PARSED = {
     "end-to-end": (["--sentences", "20", "--runners", "tf-serving-default,ort+tokenizers"],
                    {"sentences": 20, "runners": "tf-serving-default,ort+tokenizers", "model": None, "threads": None,
                     "out": None, "clients": "1,4,16", "requests": None, "handler": cli_benchmarks.cmd_end_to_end}),
+    "kernels": (["--kernels", "tf-fp32,ort-fp32", "--rows", "32"],
+                {"kernels": "tf-fp32,ort-fp32", "rows": 32, "hidden_dim": 768, "intermediate_dim": 3072, "num_layers": 6,
+                 "iterations": 30, "threads": None, "out": None, "handler": cli_benchmarks.cmd_kernels}),
 }
 
 
@@ -102,6 +105,11 @@ def test_missing_required_flags_are_usage_errors(name, capsys):
      "distil-tf: error: --clients takes comma-separated counts such as 1,4,16 (or none), got '1,x'"),
     (["end-to-end", "--clients", "0,4"], "distil-tf: error: --clients counts must be >= 1, got 0,4"),
     (["end-to-end", "--requests", "0"], "distil-tf: error: --requests must be >= 1, got 0"),
+    (["kernels", "--kernels", "tf-fp32,tf-fp64"],
+     "distil-tf: error: unknown kernel(s) tf-fp64; expected some of tf-fp32, tf-fp32+onednn, tf-bf16+onednn, "
+     "tf-int8+onednn, tf-int8-hybrid, ort-fp32, ort-int8"),
+    (["kernels", "--rows", "0"],
+     "distil-tf: error: hidden_dim, intermediate_dim, num_layers, rows and iterations must all be >= 1"),
     (["end-to-end", "--runners", "tf-serving-default,onnx"],
      "distil-tf: error: unknown runner(s) onnx; choose from tf-serving-default, tf-serving-default+onednn, "
      "tf-predict-ids, hf-pipeline, ort+tokenizers"),
