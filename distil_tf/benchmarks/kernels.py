@@ -14,7 +14,8 @@ where it arises rather than argued from totals:
 - `tf-bf16+onednn`: bfloat16 operands (the `--precision bfloat16` export);
 - `tf-int8+onednn`: `QuantizeV2` of the activations (dynamic range) into
   `QuantizedMatMulWithBiasAndDequantize` with int8 weights; oneDNN has the
-  only kernel (without it the op has none). The kernel's `MIN_FIRST` mode
+  only real kernel (without it the op's CPU kernel is a placeholder that
+  fails with "Missing 0-th output"). The kernel's `MIN_FIRST` mode
   returned outputs 10^4 times too large in TF 2.20, so the activations are
   shifted to be non-negative and quantized `SCALED` as quint8, and the shift
   is added back as `shift * column_sums(W)`: one extra `[out]` vector;
