@@ -6,9 +6,10 @@
 #
 #   bash scripts/speed_tables.sh OUT
 #
-# Writes OUT/speed (speed.{json,md,png}), OUT/tflite (the same for the TFLite runners) and
-# OUT/end-to-end (end_to_end.{json,md}), OUT/kernels and OUT/kernels-1thread (kernels.{json,md}). Nothing else may run meanwhile: a parallel test run
-# or training distorts timings by 2x. Each table names the CPU; compare ratios within a table.
+# Writes OUT/speed (speed.{json,md,png}), OUT/tflite (the same for the TFLite runners),
+# OUT/end-to-end (end_to_end.{json,md}), OUT/kernels and OUT/kernels-1thread (kernels.{json,md}).
+# Nothing else may run meanwhile: a parallel test run or training distorts timings by 2x.
+# Each table names the CPU; compare ratios within a table.
 # The bfloat16 runner is left out where the CPU has no native bfloat16 (AVX512-BF16 or AMX):
 # emulated, it only measures the emulation. Cost on 2 cores: about 30 minutes, most of it
 # converting DistilBERT-base to one TFLite flatbuffer per length bucket (fp32, then int8).

@@ -241,14 +241,15 @@ def run(kernels=ALL_KERNELS, hidden_dim=768, intermediate_dim=3072, num_layers=6
     Per kernel: `forward_ms` (the chain of `num_layers * 4` projections on
     `rows` tokens), `gflops` and `relative_error` against float64.
     """
-    from distil_tf.benchmarks.fast_inference import cpu_info
-    from distil_tf.benchmarks.speed import package_versions
-
     unknown = [kernel for kernel in kernels if kernel not in ALL_KERNELS]
     if unknown:
         raise ValueError(f"unknown kernel(s) {', '.join(unknown)}; expected some of {', '.join(ALL_KERNELS)}")
     if min(hidden_dim, intermediate_dim, num_layers, rows, iterations) < 1:
         raise ValueError("hidden_dim, intermediate_dim, num_layers, rows and iterations must all be >= 1")
+    # Imported after the checks: they load TensorFlow, seconds a bad flag need not wait.
+    from distil_tf.benchmarks.fast_inference import cpu_info
+    from distil_tf.benchmarks.speed import package_versions
+
     shape = {"hidden_dim": hidden_dim, "intermediate_dim": intermediate_dim, "num_layers": num_layers, "rows": rows}
     flops = num_layers * sum(2 * rows * fan_in * fan_out
                              for fan_in, fan_out in projection_shapes(hidden_dim, intermediate_dim).values())

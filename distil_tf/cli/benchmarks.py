@@ -459,10 +459,10 @@ def _add_kernels(benchmarks):
 
     parser = benchmarks.add_parser(
         "kernels", help="the projection matmuls at batch-1 shapes, TF kernels vs ORT",
-        description="Times one transformer layer's four projection matmuls (QKV, attention output, the two "
-        "feed-forward ones) at batch-1 row counts in every kernel a TensorFlow server could run them with (Eigen, "
-        "oneDNN fp32/bf16/int8, UniformQuantizedDotHybrid) beside ONNX Runtime fp32 and int8, each checked "
-        "against a float64 product. Run it on a quiet machine.")
+        description="Times one forward pass's projection matmuls (per layer QKV, attention output and the two "
+        "feed-forward ones, chained as in the model) at a batch-1 row count in every kernel a TensorFlow server "
+        "could run them with (Eigen, oneDNN fp32/bf16/int8, UniformQuantizedDotHybrid) beside ONNX Runtime fp32 "
+        "and int8, each checked against the float64 chain. Run it on a quiet machine.")
     parser.add_argument("--kernels", default=",".join(ALL_KERNELS), help=f"comma-separated, from {','.join(ALL_KERNELS)}")
     for key, value in DEFAULT_SHAPE.items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=value, help=f"default {value}")
