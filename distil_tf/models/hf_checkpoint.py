@@ -257,7 +257,8 @@ def _load_attention(layer, state, keys, num_heads):
     _assign(output.bias, state.get(keys[3] + ".bias"))
 
 
-def _load_bert(encoder, state):
+def _load_embeddings(encoder, state):
+    """Word and position embeddings (both architectures name them alike)."""
     hidden = encoder.hidden_dim
     _assign(
         encoder.token_embedding.embeddings,
@@ -269,24 +270,47 @@ def _load_bert(encoder, state):
             "embeddings.position_embeddings.weight", (encoder.max_sequence_length, hidden)
         ),
     )
+
+
+def _load_layers(encoder, state, prefix, names):
+    """Every transformer layer, `names` mapping our sublayers to the checkpoint's keys.
+
+    `names`: "attention" (query, key, value, output keys), "attention_norm",
+    "ffn_in", "ffn_out", "output_norm", each below `{prefix}{index}.`.
+    """
+    for index, layer in enumerate(encoder.transformer_layers):
+        key = f"{prefix}{index}."
+        _load_attention(layer, state, [key + name for name in names["attention"]], encoder.num_heads)
+        _load_layer_norm(layer._self_attention_layer_norm, state, key + names["attention_norm"])
+        _load_dense(layer._feedforward_intermediate_dense, state, key + names["ffn_in"])
+        _load_dense(layer._feedforward_output_dense, state, key + names["ffn_out"])
+        _load_layer_norm(layer._feedforward_layer_norm, state, key + names["output_norm"])
+
+
+_BERT_LAYER_KEYS = {
+    "attention": [f"attention.self.{name}" for name in ("query", "key", "value")] + ["attention.output.dense"],
+    "attention_norm": "attention.output.LayerNorm",
+    "ffn_in": "intermediate.dense",
+    "ffn_out": "output.dense",
+    "output_norm": "output.LayerNorm",
+}
+_DISTILBERT_LAYER_KEYS = {
+    "attention": [f"attention.{name}" for name in ("q_lin", "k_lin", "v_lin", "out_lin")],
+    "attention_norm": "sa_layer_norm",
+    "ffn_in": "ffn.lin1",
+    "ffn_out": "ffn.lin2",
+    "output_norm": "output_layer_norm",
+}
+
+
+def _load_bert(encoder, state):
+    _load_embeddings(encoder, state)
     _assign(
         encoder.backbone.segment_embedding.embeddings,
-        state.get("embeddings.token_type_embeddings.weight", (encoder.num_segments, hidden)),
+        state.get("embeddings.token_type_embeddings.weight", (encoder.num_segments, encoder.hidden_dim)),
     )
     _load_layer_norm(encoder.embeddings_layer_norm, state, "embeddings.LayerNorm")
-    for index, layer in enumerate(encoder.transformer_layers):
-        key = f"encoder.layer.{index}."
-        _load_attention(
-            layer,
-            state,
-            [key + "attention.self." + name for name in ("query", "key", "value")]
-            + [key + "attention.output.dense"],
-            encoder.num_heads,
-        )
-        _load_layer_norm(layer._self_attention_layer_norm, state, key + "attention.output.LayerNorm")
-        _load_dense(layer._feedforward_intermediate_dense, state, key + "intermediate.dense")
-        _load_dense(layer._feedforward_output_dense, state, key + "output.dense")
-        _load_layer_norm(layer._feedforward_layer_norm, state, key + "output.LayerNorm")
+    _load_layers(encoder, state, "encoder.layer.", _BERT_LAYER_KEYS)
     # BertForMaskedLM checkpoints have no pooler: keep its initial weights
     # (the pooler is never used by distillation or our task heads).
     if state.has("pooler.dense.weight"):
@@ -301,30 +325,9 @@ def _load_bert(encoder, state):
 
 
 def _load_distilbert(encoder, state):
-    hidden = encoder.hidden_dim
-    _assign(
-        encoder.token_embedding.embeddings,
-        state.get("embeddings.word_embeddings.weight", (encoder.vocabulary_size, hidden)),
-    )
-    _assign(
-        encoder.position_embedding.position_embeddings,
-        state.get(
-            "embeddings.position_embeddings.weight", (encoder.max_sequence_length, hidden)
-        ),
-    )
+    _load_embeddings(encoder, state)
     _load_layer_norm(encoder.embeddings_layer_norm, state, "embeddings.LayerNorm")
-    for index, layer in enumerate(encoder.transformer_layers):
-        key = f"transformer.layer.{index}."
-        _load_attention(
-            layer,
-            state,
-            [key + "attention." + name for name in ("q_lin", "k_lin", "v_lin", "out_lin")],
-            encoder.num_heads,
-        )
-        _load_layer_norm(layer._self_attention_layer_norm, state, key + "sa_layer_norm")
-        _load_dense(layer._feedforward_intermediate_dense, state, key + "ffn.lin1")
-        _load_dense(layer._feedforward_output_dense, state, key + "ffn.lin2")
-        _load_layer_norm(layer._feedforward_layer_norm, state, key + "output_layer_norm")
+    _load_layers(encoder, state, "transformer.layer.", _DISTILBERT_LAYER_KEYS)
     if encoder.mlm_head is not None:
         head = encoder.mlm_head
         _load_dense(head._intermediate_dense, state, "vocab_transform")

@@ -156,6 +156,19 @@ def parse_student(spec):
     return "layers", values
 
 
+def load_student_dir(path, teacher_tokenizer):
+    """The model saved in a student directory, checked to share the teacher's vocabulary."""
+    from distil_tf.models import load_model_and_tokenizer
+
+    student, student_tokenizer = load_model_and_tokenizer(path)
+    if student_tokenizer.get_vocabulary() != teacher_tokenizer.get_vocabulary():
+        raise ValueError(
+            f"the student's vocabulary ({student_tokenizer.vocabulary_size()} tokens) differs "
+            f"from the teacher's ({teacher_tokenizer.vocabulary_size()}): distillation needs one vocabulary"
+        )
+    return student
+
+
 def build_models(config):
     """Teacher, student (initialized per the config) and the tokenizer."""
     from distil_tf.models import init_student_from_teacher, load_model_and_tokenizer
@@ -165,13 +178,7 @@ def build_models(config):
     teacher = getattr(teacher, "encoder", teacher)
     kind, value = parse_student(config.student)
     if kind == "dir":
-        student, student_tokenizer = load_model_and_tokenizer(value)
-        if student_tokenizer.get_vocabulary() != tokenizer.get_vocabulary():
-            raise ValueError(
-                f"the student's vocabulary ({student_tokenizer.vocabulary_size()} tokens) differs "
-                f"from the teacher's ({tokenizer.vocabulary_size()}): distillation needs one vocabulary"
-            )
-        layer_map = None
+        student, layer_map = load_student_dir(value, tokenizer), None
     else:
         layers = value if kind == "layers" else None
         depth = value if kind == "depth" else None

@@ -151,19 +151,12 @@ def run_finetune(config):
 
 def build_student(config, teacher, tokenizer, task):
     """The student `TaskModel` of a `distill-task` run, its layer map (or None) and where its head came from."""
-    from distil_tf.models import load_model_and_tokenizer
     from distil_tf.models.student_init import student_task_model, validate_layer_map
-    from distil_tf.training.distill import parse_student
+    from distil_tf.training.distill import load_student_dir, parse_student
 
     kind, value = parse_student(config.student)
     if kind == "dir":
-        student, student_tokenizer = load_model_and_tokenizer(value)
-        if student_tokenizer.get_vocabulary() != tokenizer.get_vocabulary():
-            raise ValueError(
-                f"the student's vocabulary ({student_tokenizer.vocabulary_size()} tokens) differs "
-                f"from the teacher's ({tokenizer.vocabulary_size()}): distillation needs one vocabulary"
-            )
-        return task.build_model(student), None, "from the student directory"
+        return task.build_model(load_student_dir(value, tokenizer)), None, "from the student directory"
     layers = validate_layer_map(value, teacher.encoder.num_layers) if kind == "layers" else None
     # The student starts from the teacher's layers and its task head.
     student, layer_map, head = student_task_model(

@@ -115,6 +115,16 @@ def test_finetune_span_then_distill_task(tmp_path, data_dir, tiny_hf_bert_model,
     assert code == 0 and "f1" in stdout
 
 
+def test_distill_task_student_dir_of_another_vocabulary(tmp_path, sst2_run, data_dir, minilm_dir, capsys):
+    # The tiny teacher has 99 tokens, all-MiniLM-L6-v2 30,522: caught before any data is read.
+    code, _, stderr = _run(capsys, "distill-task", "--task", "glue/sst2", "--teacher", sst2_run / "model",
+                           "--student", minilm_dir, "--out", tmp_path / "d", "--data-dir", data_dir / "glue",
+                           *TRAIN_FLAGS)
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert "the student's vocabulary (30522 tokens) differs from the teacher's" in stderr, stderr
+    assert not (tmp_path / "d" / "student").exists()
+
+
 def test_distill_task_classification_from_a_student_dir(tmp_path, sst2_run, data_dir, tiny_hf_bert_model, capsys):
     code, _, stderr = _run(capsys, "init-student", "--teacher", tiny_hf_bert_model, "--out", tmp_path / "student",
                            "--layers", "1")
