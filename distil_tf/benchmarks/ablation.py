@@ -54,7 +54,9 @@ import typing
 
 import numpy as np
 
-from distil_tf.benchmarks.task_runs import check_same_recipe, primary_score, run_once, summarize, task_run_config
+from distil_tf.benchmarks.task_runs import (
+    check_same_recipe, mean_std_text, primary_score, run_once, summarize, task_run_config,
+)
 
 ATTENTION_TERMS = ("attention_mse", "attention_kl", "value_relation")
 # (a)'s weights: every term of general distillation on, the paper's 5/2/1 for
@@ -488,12 +490,11 @@ def acceptance(report, table):
     checks = []
     for task in (item["task"] for item in report["tasks"]):
         ours = reference["tasks"][task]
-        mean, std = 100 * ours["mean"], 100 * ours["std"]
         beating = [entry for entry in others if entry["tasks"][task]["mean"] > ours["mean"]]
         if not beating:
             runner_up = max(others, key=lambda entry: entry["tasks"][task]["mean"])
             checks.append({"task": task, "met": True, "text": (
-                f"(a) is the best start on {task}: {mean:.2f} +- {std:.2f}; next "
+                f"(a) is the best start on {task}: {mean_std_text(ours)}; next "
                 f"{labels[runner_up['name']]} {100 * runner_up['tasks'][task]['mean']:.2f}")})
             continue
         parts = []
@@ -504,15 +505,11 @@ def acceptance(report, table):
                 against = "one seed: no spread to judge it against"
             else:
                 against = f"{'within' if difference <= spread else 'beyond'} the two rows' summed std, {spread:.2f}"
-            parts.append(f"{labels[entry['name']]} {100 * other['mean']:.2f} +- {100 * other['std']:.2f} by "
+            parts.append(f"{labels[entry['name']]} {mean_std_text(other)} by "
                          f"{difference:.2f} ({against})")
         checks.append({"task": task, "met": False, "text": (
-            f"(a) is not the best start on {task} ({mean:.2f} +- {std:.2f}): " + "; ".join(parts))})
+            f"(a) is not the best start on {task} ({mean_std_text(ours)}): " + "; ".join(parts))})
     return checks
-
-
-def _points(summary):
-    return f"{100 * summary['mean']:.2f} +- {100 * summary['std']:.2f}"
 
 
 def _delta(value):
@@ -550,8 +547,8 @@ def format_report(report):
     for row, entry in zip(report["rows"], table):
         reference = row["name"] == REFERENCE
         paper = "reference" if reference else ("-" if row["paper_delta"] is None else f"{row['paper_delta']:+.2f}")
-        cells = [_points(entry["tasks"][item["task"]]) for item in tasks]
-        lines.append(f"| {row['label']} | {' | '.join(cells)} | {_points(entry['macro'])} | "
+        cells = [mean_std_text(entry["tasks"][item["task"]]) for item in tasks]
+        lines.append(f"| {row['label']} | {' | '.join(cells)} | {mean_std_text(entry['macro'])} | "
                      f"{'reference' if reference else _delta(entry['delta'])} | {paper} |")
     distilled = [row for row in report["rows"] if row.get("distill")]
     if distilled:

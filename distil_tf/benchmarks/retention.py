@@ -42,6 +42,7 @@ import time
 
 from distil_tf.benchmarks.task_runs import (
     check_same_recipe,
+    mean_std_text,
     primary_score,
     run_once,
     summarize,
@@ -272,7 +273,7 @@ def format_report(report, config):
     ]
     for key, row in report["rows"].items():
         per_seed = ", ".join(f"{100 * score:.2f}" for score in row["scores"])
-        lines.append(f"| {ROW_NAMES[key]} | {100 * row['mean']:.2f} +- {100 * row['std']:.2f} | "
+        lines.append(f"| {ROW_NAMES[key]} | {mean_std_text(row)} | "
                      f"{100 * row['kept']:.1f}% | {per_seed} |")
     if any("mcnemar_p" in seed for seed in report["seeds"]):
         lines += ["", "| seed | only distilled right | only plain right | McNemar p (exact) | steps distilled / plain "

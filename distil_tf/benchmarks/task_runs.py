@@ -33,6 +33,13 @@ def summarize(scores, reference=None):
     return summary
 
 
+def mean_std_text(summary):
+    """A `summarize` result in points: "89.26 +- 0.78", or "88.65 (one seed)": one score has no spread to print."""
+    if len(summary["scores"]) < 2:
+        return f"{100 * summary['mean']:.2f} (one seed)"
+    return f"{100 * summary['mean']:.2f} +- {100 * summary['std']:.2f}"
+
+
 def task_run_config(cls, budget, seed, out, task=None, extra_overrides=(), **fields):
     """A `cls` (`FinetuneConfig`, `DistillTaskConfig`) for `task` under the report's budget.
 

@@ -66,6 +66,9 @@ def test_a_tiny_report_end_to_end(tmp_path, tiny_hf_bert_model, capsys):
         assert seed["only_distilled_right"] + seed["only_plain_right"] <= 8
         assert 0.0 < seed["mcnemar_p"] <= 1.0
     assert "| same student, finetune (labels only) |" in printed and "McNemar p (exact)" in printed
+    # One seed has no spread: the table says so rather than printing "+- 0.00".
+    distilled_row = next(line for line in printed.splitlines() if line.startswith("| student, distill-task |"))
+    assert f"| {100 * report['rows']['distilled']['mean']:.2f} (one seed) |" in distilled_row, distilled_row
     assert (tmp_path / "report" / "retention.png").is_file()
     # Each row is an ordinary run directory with its config beside the model.
     assert (tmp_path / "report" / "seed-1" / "distilled" / "config.yaml").is_file()
