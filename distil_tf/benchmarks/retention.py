@@ -14,6 +14,8 @@ directory (config.yaml beside its model), so any row can be rerun by hand.
 
 The report (`retention.md`, `retention.json`):
 - dev score per row, mean +- sample std over seeds, % of the teacher;
+- the two checks: retention >= 97% of the teacher, and distilled above plain by
+  more than the two rows' summed std (`acceptance_checks`);
 - a paired exact McNemar test of distilled vs plain per seed, on the dev
   examples both classify (classification tasks): `b` = examples only the
   distilled student gets right, `c` = only the plain one; p =
@@ -207,6 +209,7 @@ def run_retention(config):
         "rows": {name: summarize(scores, teacher_score) for name, scores in rows.items()},
         "seeds": comparisons,
     }
+    report["checks"] = acceptance_checks(report)
     (out / "retention.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "retention.md").write_text(format_report(report, config) + "\n")
     plot_report(report, out / "retention.png")
@@ -259,6 +262,32 @@ def plot_report(report, path):
     return drawn
 
 
+def acceptance_checks(report):
+    """Issue 12's two checks, as `{"met": bool | None, "text"}` (None: one seed, no spread to judge against).
+
+    - retention: the distilled mean keeps >= 97% of the teacher's score (the paper's claim);
+    - distillation pays: the distilled mean is above each plain row's mean by more than the two
+      rows' summed sample std (the seeds' spread).
+    """
+    rows = report["rows"]
+    distilled = rows["distilled"]
+    checks = [{"met": distilled["kept"] >= RETENTION_TARGET, "text": (
+        f"retention: distill-task keeps {100 * distilled['kept']:.1f}% of the teacher "
+        f"(the paper's {100 * RETENTION_TARGET:.0f}%)")}]
+    for key in ("plain", "plain_same_steps"):
+        if key not in rows:
+            continue
+        plain = rows[key]
+        gap, spread = 100 * (distilled["mean"] - plain["mean"]), 100 * (distilled["std"] + plain["std"])
+        if len(distilled["scores"]) < 2 or len(plain["scores"]) < 2:
+            met, against = None, "one seed: no spread to judge it against"
+        else:
+            met = gap > spread
+            against = f"{'beyond' if met else 'within'} the two rows' summed std, {spread:.2f}"
+        checks.append({"met": met, "text": f"distill-task vs {ROW_NAMES[key]}: {gap:+.2f} points ({against})"})
+    return checks
+
+
 def format_report(report, config):
     metric = report["metric"]
     lines = [
@@ -275,6 +304,10 @@ def format_report(report, config):
         per_seed = ", ".join(f"{100 * score:.2f}" for score in row["scores"])
         lines.append(f"| {ROW_NAMES[key]} | {mean_std_text(row)} | "
                      f"{100 * row['kept']:.1f}% | {per_seed} |")
+    lines.append("")
+    for check in acceptance_checks(report):
+        verdict = {True: "met", False: "NOT met", None: "not judged"}[check["met"]]
+        lines.append(f"- {verdict}: {check['text']}")
     if any("mcnemar_p" in seed for seed in report["seeds"]):
         lines += ["", "| seed | only distilled right | only plain right | McNemar p (exact) | steps distilled / plain "
                   "| s/step distilled / plain |", "|---|---|---|---|---|---|"]

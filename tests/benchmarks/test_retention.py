@@ -5,6 +5,7 @@ import json
 import pytest
 
 from distil_tf.benchmarks import retention
+from distil_tf.benchmarks.task_runs import summarize
 
 
 @pytest.mark.parametrize("b, c", [(0, 0), (1, 0), (10, 2), (2, 10), (7, 7), (25, 11), (0, 9), (40, 60)])
@@ -34,6 +35,36 @@ def _write_sst2(root):
     (sst2 / "train.tsv").write_text("sentence\tlabel\n" + body)
     (sst2 / "dev.tsv").write_text("sentence\tlabel\n" + body)
     return root
+
+
+def _rows(teacher, **scores):
+    return {name: summarize(values, teacher) for name, values in scores.items()}
+
+
+def test_checks_on_full_sst2_with_the_logit_mse():
+    # 2026-12-07, Zen 4: distill-task --distill-set distillation.soft_loss=mse vs plain, seeds 1-3.
+    # Dev sentences right, of 872: the teacher 788; distilled 779, 780, 778; plain 776, 778, 772.
+    report = {"rows": _rows(788 / 872, distilled=[779 / 872, 780 / 872, 778 / 872],
+                            plain=[776 / 872, 778 / 872, 772 / 872])}
+    retention_check, versus_plain = retention.acceptance_checks(report)
+    assert retention_check == {"met": True, "text": "retention: distill-task keeps 98.9% of the teacher (the paper's 97%)"}
+    # 0.42 ahead, but the spreads sum to 0.115 + 0.350 = 0.465.
+    assert versus_plain == {"met": False, "text": "distill-task vs same student, finetune (labels only): +0.42 points "
+                                                  "(within the two rows' summed std, 0.47)"}
+
+
+def test_checks_beyond_the_spread_below_retention_and_with_one_seed():
+    # MRPC, --augment 2 against the equal-steps plain student (README): 1.26 F1 ahead, spreads 0.25 + 0.76.
+    report = {"rows": _rows(0.8502, distilled=[0.8424, 0.8448, 0.8397], plain=[0.8397, 0.8251, 0.8251],
+                            plain_same_steps=[0.8355, 0.8325, 0.8212])}
+    _, versus_plain, versus_same_steps = retention.acceptance_checks(report)
+    assert versus_same_steps["met"] is True and "+1.26 points (beyond the two rows' summed std, 1.01)" in \
+        versus_same_steps["text"], versus_same_steps
+    assert versus_plain["met"] is True
+    low = retention.acceptance_checks({"rows": _rows(0.90, distilled=[0.85], plain=[0.84])})
+    assert low[0]["met"] is False and "94.4%" in low[0]["text"]
+    assert low[1] == {"met": None, "text": "distill-task vs same student, finetune (labels only): +1.00 points "
+                                           "(one seed: no spread to judge it against)"}
 
 
 def test_the_plot_pairs_each_seed_across_the_rows(tmp_path):
@@ -69,6 +100,9 @@ def test_a_tiny_report_end_to_end(tmp_path, tiny_hf_bert_model, capsys):
     # One seed has no spread: the table says so rather than printing "+- 0.00".
     distilled_row = next(line for line in printed.splitlines() if line.startswith("| student, distill-task |"))
     assert f"| {100 * report['rows']['distilled']['mean']:.2f} (one seed) |" in distilled_row, distilled_row
+    # ...and the verdict on distillation paying is left open, in the table and in the JSON.
+    assert "- not judged: distill-task vs same student, finetune (labels only): " in printed
+    assert [check["met"] for check in report["checks"]][1:] == [None]
     assert (tmp_path / "report" / "retention.png").is_file()
     # Each row is an ordinary run directory with its config beside the model.
     assert (tmp_path / "report" / "seed-1" / "distilled" / "config.yaml").is_file()
