@@ -113,7 +113,13 @@ def test_a_tiny_report_end_to_end(tmp_path, tiny_hf_bert_model, capsys):
     assert not (tmp_path / "report" / "seed-1" / "distilled" / "teacher_outputs").exists()
     # A rerun reuses the finished runs.
     assert cli.main(argv) == 0
-    assert json.loads((tmp_path / "report" / "retention.json").read_text())["rows"] == report["rows"]
+    rerun = json.loads((tmp_path / "report" / "retention.json").read_text())
+    assert rerun["rows"] == report["rows"]
+    # ...and reports the time those runs took, not the rerun's near-zero wall time.
+    recorded = sum(json.loads((tmp_path / "report" / "seed-1" / name / "metrics.json").read_text())["seconds"]
+                   for name in ("distilled", "plain"))
+    assert recorded > 0
+    assert rerun["seeds"][0]["seconds"] == report["seeds"][0]["seconds"] == pytest.approx(recorded, abs=0.05)
 
     # A variant of the distillation reuses the baseline of the same recipe.
     variant = ["benchmark", "retention", "--teacher", str(tmp_path / "teacher"), "--student", "0,1", "--seeds", "1",
