@@ -55,7 +55,7 @@ import typing
 import numpy as np
 
 from distil_tf.benchmarks.task_runs import (
-    check_same_recipe, mean_std_text, primary_score, run_once, summarize, task_run_config,
+    check_same_recipe, gap_against_spread, mean_std_text, primary_score, run_once, summarize, task_run_config,
 )
 
 ATTENTION_TERMS = ("attention_mse", "attention_kl", "value_relation")
@@ -500,11 +500,7 @@ def acceptance(report, table):
         parts = []
         for entry in sorted(beating, key=lambda entry: -entry["tasks"][task]["mean"]):
             other = entry["tasks"][task]
-            difference, spread = 100 * (other["mean"] - ours["mean"]), 100 * (other["std"] + ours["std"])
-            if len(ours["scores"]) < 2:
-                against = "one seed: no spread to judge it against"
-            else:
-                against = f"{'within' if difference <= spread else 'beyond'} the two rows' summed std, {spread:.2f}"
+            difference, _, against = gap_against_spread(other, ours)
             parts.append(f"{labels[entry['name']]} {mean_std_text(other)} by "
                          f"{difference:.2f} ({against})")
         checks.append({"task": task, "met": False, "text": (

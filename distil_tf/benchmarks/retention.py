@@ -43,6 +43,7 @@ import pathlib
 
 from distil_tf.benchmarks.task_runs import (
     check_same_recipe,
+    gap_against_spread,
     mean_std_text,
     primary_score,
     run_once,
@@ -277,13 +278,7 @@ def acceptance_checks(report):
     for key in ("plain", "plain_same_steps"):
         if key not in rows:
             continue
-        plain = rows[key]
-        gap, spread = 100 * (distilled["mean"] - plain["mean"]), 100 * (distilled["std"] + plain["std"])
-        if len(distilled["scores"]) < 2 or len(plain["scores"]) < 2:
-            met, against = None, "one seed: no spread to judge it against"
-        else:
-            met = gap > spread
-            against = f"{'beyond' if met else 'within'} the two rows' summed std, {spread:.2f}"
+        gap, met, against = gap_against_spread(distilled, rows[key])
         checks.append({"met": met, "text": f"distill-task vs {ROW_NAMES[key]}: {gap:+.2f} points ({against})"})
     return checks
 

@@ -10,7 +10,9 @@ hand. The helpers here are what every report does with them:
 - `check_same_recipe`: refuse a finished run whose saved config is not the
   one the report would run now (never compare two recipes silently);
 - `primary_score`, `summarize`: a run's dev score, and mean +- sample std
-  over seeds.
+  over seeds;
+- `gap_against_spread`: the reports' one verdict rule, a gap between two
+  rows against their summed sample std.
 """
 
 import json
@@ -38,6 +40,20 @@ def mean_std_text(summary):
     if len(summary["scores"]) < 2:
         return f"{100 * summary['mean']:.2f} (one seed)"
     return f"{100 * summary['mean']:.2f} +- {100 * summary['std']:.2f}"
+
+
+def gap_against_spread(higher, lower):
+    """Is `higher` above `lower` by more than the seeds' spread? `(gap, met, against)`.
+
+    `gap` is in points (higher mean - lower mean); `met` is True when the gap exceeds
+    the two rows' summed sample std, None when either row has one seed (no spread to
+    judge against); `against` says which, for the report's line.
+    """
+    gap, spread = 100 * (higher["mean"] - lower["mean"]), 100 * (higher["std"] + lower["std"])
+    if len(higher["scores"]) < 2 or len(lower["scores"]) < 2:
+        return gap, None, "one seed: no spread to judge it against"
+    met = gap > spread
+    return gap, met, f"{'beyond' if met else 'within'} the two rows' summed std, {spread:.2f}"
 
 
 def task_run_config(cls, budget, seed, out, task=None, extra_overrides=(), **fields):
