@@ -9,15 +9,24 @@ magnitude in TF 2.20, so a regression to it fails here. No timing is asserted.
 import pytest
 
 from distil_tf.benchmarks import kernels
+from distil_tf.export import inference_options
 
 SHAPE = {"hidden_dim": 32, "intermediate_dim": 64, "num_layers": 3, "rows": 5}
 # Float32 products of 32-64 terms against float64: rounding only.
 FP32_ERROR = 1e-5
 # bfloat16 operands keep 8 bits of mantissa (relative 2^-8 per operand).
 BF16_ERROR = 2e-2
+# Without AVX512-BF16 or AMX, oneDNN emulates bfloat16 and its results are
+# rougher: 3.2e-2 on this chain, 6.9e-2 at DistilBERT's shapes, against
+# 1.1e-2 natively (Zen 3 vs Zen 4 EPYC, 2026-12-07,
+# results/kernels_amd_epyc_zen{3,4}.md). One more reason `--precision auto`
+# keeps float32 on such CPUs.
+EMULATED_BF16_ERROR = 8e-2
+NATIVE_BF16 = bool(inference_options.NATIVE_BFLOAT16_FLAGS & inference_options.cpu_flags())
 # int8 weights (per tensor or per column) and 8-bit activations: about 1% of the output range.
 INT8_ERROR = 4e-2
-TOLERANCE = {"tf-fp32": FP32_ERROR, "tf-fp32+onednn": FP32_ERROR, "tf-bf16+onednn": BF16_ERROR,
+TOLERANCE = {"tf-fp32": FP32_ERROR, "tf-fp32+onednn": FP32_ERROR,
+             "tf-bf16+onednn": BF16_ERROR if NATIVE_BF16 else EMULATED_BF16_ERROR,
              "tf-int8+onednn": INT8_ERROR, "tf-int8-hybrid": INT8_ERROR, "ort-fp32": FP32_ERROR, "ort-int8": INT8_ERROR}
 
 
