@@ -180,7 +180,8 @@ def run_retention(config):
         if config.plain_same_steps:
             runs["plain_same_steps"] = _plain_for_steps(config, seed, start, plain_root, distilled["steps"],
                                                         (plain_dir, plain))
-        # Each run's own recorded wall time, so a rerun that reuses finished runs reports what they took.
+        # Each run's own recorded wall time, so a rerun that reuses finished runs reports what they took;
+        # keyed by directory because the same-steps baseline can be the plain run itself (counted once).
         recorded = {str(directory): metrics["seconds"] for directory, metrics in runs.values()}
         entry = {"seed": seed, "seconds": round(sum(recorded.values()), 1)}
         for name, (_, metrics) in runs.items():
