@@ -128,18 +128,24 @@ def cmd_training(args):
 
 def _add_retention(benchmarks):
     parser = benchmarks.add_parser(
-        "retention", help="teacher vs distilled vs plainly fine-tuned student over seeds, with McNemar tests")
-    parser.add_argument("--task", default="glue/sst2")
+        "retention", help="teacher vs distilled vs plainly fine-tuned student over seeds, with McNemar tests",
+        description="Cuts the student from the teacher's layers (and head), then for every seed runs distill-task "
+        "and a plain finetune of that same student with one recipe, and scores teacher and students on the dev "
+        "split. Writes OUT/retention.md (mean +- std, % of the teacher, paired McNemar tests and the verdicts), "
+        "retention.json, retention.png and retention_config.json; finished runs are reused, so an interrupted "
+        "report resumes.")
+    parser.add_argument("--task", default="glue/sst2", help="the task the teacher was fine-tuned on (default glue/sst2)")
     parser.add_argument("--teacher", required=True, help="task model (or run directory) fine-tuned on --task")
-    parser.add_argument("--student", default="0,2,4", help="teacher layers of the student")
-    parser.add_argument("--seeds", default="1,2,3")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--data-dir", default="")
-    parser.add_argument("--steps", type=int, default=0)
-    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--student", default="0,2,4", help="teacher layers of the student (default 0,2,4)")
+    parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds, one distilled and one plain run "
+                                                           "each (default 1,2,3)")
+    parser.add_argument("--out", required=True, help="the report directory (holds every run)")
+    parser.add_argument("--data-dir", default="", help="the GLUE folder (default $DISTIL_TF_DATA/glue, else tfds)")
+    parser.add_argument("--steps", type=int, default=0, help="optimizer steps of every student run (0: --epochs)")
+    parser.add_argument("--epochs", type=float, default=1.0, help="epochs of every student run (default 1)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-seq-length", type=int, default=64)
-    parser.add_argument("--train-limit", type=int, default=0)
+    parser.add_argument("--train-limit", type=int, default=0, help="train on the first N examples (0: all)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for both runs of every seed")
     parser.add_argument("--distill-set", action="append", default=[], metavar="KEY=VALUE",
