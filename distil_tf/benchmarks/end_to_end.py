@@ -34,7 +34,10 @@ Throughput (`clients`, default 1, 4 and 16): N client threads send one
 sentence per request, as a busy service sees them. Ours goes through
 `distil-tf-model-server` over gRPC, with server-side batching off and on
 (`serving_load.BATCHING_PARAMETERS`), beside in-process calls of the same
-signature; the server runs in a child with the runner's oneDNN setting. The
+signature; the server runs in a child with the runner's oneDNN setting, once
+per `server_threads` setting (TF Serving's `--tensorflow_intra_op_parallelism`
+/ `--tensorflow_inter_op_parallelism`; by default TensorFlow's own choice,
+both pools as large as the cores, as the stock server runs). The
 peers are called in-process with no server in front: their best case, so a
 win of ours here is not flattered. Each client thread of a peer has its own
 tokenizer (HF's Rust tokenizer is not safe to share across threads); the
@@ -50,6 +53,7 @@ with an SST-2 head: random weights time like trained ones.
 A benchmark, not a test: numbers depend on the machine and its load.
 """
 
+import itertools
 import json
 import os
 import pathlib
@@ -65,6 +69,8 @@ from distil_tf.benchmarks.fast_inference import cpu_info
 
 DEFAULT_SENTENCES = 300
 DEFAULT_CLIENTS = (1, 4, 16)
+# (intra-op, inter-op) threads of the server, 0 = TensorFlow picks (the cores): the stock server's flags.
+DEFAULT_SERVER_THREADS = ((0, 0),)
 SERVED_MODEL_NAME = "end-to-end"
 MAX_SEQUENCE_LENGTH = 128
 WARMUP_SENTENCES = 10
@@ -193,13 +199,17 @@ def _time(predict, count, warmup=WARMUP_SENTENCES):
     return seconds, time.process_time() - cpu_start, answers
 
 
-def _throughput_row(runner, mode, batching, clients, driven, reference_labels):
-    """One throughput cell from `serving_load.drive_clients`'s result; answers checked against batch 1."""
+def _throughput_row(runner, mode, batching, clients, driven, reference_labels, threads):
+    """One throughput cell from `serving_load.drive_clients`'s result; answers checked against batch 1.
+
+    `threads`: `[intra-op, inter-op]` of the TensorFlow that answered (0: TensorFlow
+    picked), or `[intra-op, None]` for a peer.
+    """
     from distil_tf.benchmarks.serving_load import percentiles
 
     latencies, errors, wall, results = driven
     p50, p99 = percentiles(latencies) if latencies else (float("nan"),) * 2
-    return {"runner": runner, "mode": mode, "batching": batching, "clients": clients,
+    return {"runner": runner, "mode": mode, "batching": batching, "clients": clients, "threads": list(threads),
             "requests": len(latencies) + len(errors), "requests_per_second": len(latencies) / wall,
             "p50_ms": p50, "p99_ms": p99, "errors": len(errors),
             "first_error": repr(errors[0])[:300] if errors else None,
@@ -230,9 +240,12 @@ def _tf_throughput(spec, signature, label_names):
 
     rows = []
     in_process(0)
+    in_process_threads = [tf.config.threading.get_intra_op_parallelism_threads(),
+                          tf.config.threading.get_inter_op_parallelism_threads()]
     for clients in spec["clients"]:
         rows.append(_throughput_row(spec["runner"], "in-process", None, clients,
-                                    serving_load.drive_clients(clients, requests, in_process), reference))
+                                    serving_load.drive_clients(clients, requests, in_process), reference,
+                                    in_process_threads))
     scratch = tempfile.mkdtemp(prefix="distil_tf_e2e_server_")
     try:
         base_path, _ = serving_load.base_path_for(spec["savedmodel"], scratch)
@@ -242,8 +255,9 @@ def _tf_throughput(spec, signature, label_names):
             request.model_spec.name = SERVED_MODEL_NAME
             request.inputs["text"].CopyFrom(tf.make_tensor_proto([sentence], dtype=tf.string))
             predict_requests.append(request)
-        for batched in (False, True):
-            flags = serving_load.server_flags(base_path, SERVED_MODEL_NAME, batched, scratch)
+        for (intra_op, inter_op), batched in itertools.product(spec["server_threads"], (False, True)):
+            flags = serving_load.server_flags(base_path, SERVED_MODEL_NAME, batched, scratch) + [
+                f"--tensorflow_intra_op_parallelism={intra_op}", f"--tensorflow_inter_op_parallelism={inter_op}"]
             with ServerProcess(flags) as server, grpc.insecure_channel(server.grpc_target) as channel:
                 stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
@@ -255,7 +269,8 @@ def _tf_throughput(spec, signature, label_names):
                     send(index)
                 for clients in spec["clients"]:
                     rows.append(_throughput_row(spec["runner"], "grpc", batched, clients,
-                                                serving_load.drive_clients(clients, requests, send), reference))
+                                                serving_load.drive_clients(clients, requests, send), reference,
+                                                [intra_op, inter_op]))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return rows
@@ -415,7 +430,7 @@ def _peer_predictor(runner, prepared, sentences, label_names, threads, workers=1
     return _ort_predictor(prepared, sentences, threads, workers)
 
 
-def _peer_throughput(runner, predict, clients, requests, reference_labels):
+def _peer_throughput(runner, predict, clients, requests, reference_labels, threads):
     """The peer's throughput cells, called in-process (no server: the peer's best case).
 
     `predict` comes from `_peer_predictor` with a pool of at least `max(clients)` workers.
@@ -425,7 +440,8 @@ def _peer_throughput(runner, predict, clients, requests, reference_labels):
     for worker in range(max(clients)):  # Every pool member warm before the clock starts.
         predict(worker, worker)
     return [_throughput_row(runner, "in-process", None, count, drive_clients(
-        count, requests, lambda index, worker: predict(index, worker)[0]), reference_labels) for count in clients]
+        count, requests, lambda index, worker: predict(index, worker)[0]), reference_labels, [threads, None])
+        for count in clients]
 
 
 # ---------------------------------------------------------------------------
@@ -434,7 +450,8 @@ def _peer_throughput(runner, predict, clients, requests, reference_labels):
 
 
 def run(sst2_dev, vocab_path, model_dir=None, sentences=DEFAULT_SENTENCES, runners=ALL_RUNNERS, threads=None,
-        warmup=WARMUP_SENTENCES, work_dir=None, progress=None, clients=(), requests=None):
+        warmup=WARMUP_SENTENCES, work_dir=None, progress=None, clients=(), requests=None,
+        server_threads=DEFAULT_SERVER_THREADS):
     """Time every runner on the first `sentences` SST-2 dev sentences; returns the report (a dict).
 
     Args:
@@ -446,6 +463,8 @@ def run(sst2_dev, vocab_path, model_dir=None, sentences=DEFAULT_SENTENCES, runne
         progress: `f(message)` called before each runner, or None.
         clients: client thread counts of the throughput table (e.g. `DEFAULT_CLIENTS`); empty: none.
         requests: requests per throughput cell (default: one per sentence).
+        server_threads: `(intra-op, inter-op)` pairs, 0 = TensorFlow picks: the server's
+            thread flags, one pair of server runs (batching off, on) each.
 
     Raises:
         ValueError: an unknown runner, a client count below 1, or a model that is not a classifier.
@@ -455,6 +474,8 @@ def run(sst2_dev, vocab_path, model_dir=None, sentences=DEFAULT_SENTENCES, runne
         raise ValueError(f"unknown runner(s) {', '.join(unknown)}; choose from {', '.join(ALL_RUNNERS)}")
     if any(count < 1 for count in clients):
         raise ValueError(f"client counts must be >= 1, got {','.join(map(str, clients))}")
+    if not server_threads or any(len(pair) != 2 or min(pair) < 0 for pair in server_threads):
+        raise ValueError(f"server threads are (intra-op, inter-op) pairs >= 0, got {server_threads}")
     runners = [REFERENCE_RUNNER] + [name for name in runners if name != REFERENCE_RUNNER]
     threads = threads or os.cpu_count() or 1
     texts = read_sst2_sentences(sst2_dev, sentences)
@@ -478,6 +499,7 @@ def run(sst2_dev, vocab_path, model_dir=None, sentences=DEFAULT_SENTENCES, runne
             if runner in TF_RUNNERS:
                 plan = None if not clients else {
                     "clients": list(clients), "requests": requests,
+                    "server_threads": [list(pair) for pair in server_threads],
                     "reference_labels": None if reference is None else [answer[0] for answer in reference]}
                 seconds, cpu_seconds, answers, extra = _run_tf(runner, prepared, texts, label_names, scratch,
                                                                threads, warmup, plan)
@@ -503,7 +525,8 @@ def run(sst2_dev, vocab_path, model_dir=None, sentences=DEFAULT_SENTENCES, runne
         if clients and runner in PEER_RUNNERS:
             if progress:
                 progress(f"{runner} under {','.join(map(str, clients))} concurrent clients")
-            throughput += _peer_throughput(runner, predict, clients, requests, [answer[0] for answer in reference])
+            throughput += _peer_throughput(runner, predict, clients, requests, [answer[0] for answer in reference],
+                                           threads)
     return {
         "benchmark": "end_to_end",
         "date": time.strftime("%Y-%m-%d"),
@@ -552,16 +575,21 @@ def format_throughput(report):
     lines = [
         f"Throughput, text in -> label out: {report['requests_per_cell']} requests per cell, each one SST-2 dev "
         f"sentence from one of N client threads; ours through distil-tf-model-server (gRPC Predict, server-side "
-        f"batching off / on) and in-process, the peers in-process only (no server: their best case)",
+        f"batching off / on) and in-process, the peers in-process only (no server: their best case); "
+        f"threads: TensorFlow's intra-op / inter-op pools (auto: TensorFlow picks, the cores), a peer's intra-op",
         "",
-        "| runner | served by | server batching | clients | req/s | p50 ms | p99 ms | errors | labels agree | oneDNN |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| runner | served by | server batching | threads | clients | req/s | p50 ms | p99 ms | errors | labels agree "
+        "| oneDNN |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["throughput"]:
         served = "distil-tf-model-server gRPC" if row["mode"] == "grpc" else "in-process"
         batching = "-" if row["batching"] is None else ("on" if row["batching"] else "off")
+        threads = "/".join("-" if count is None else (str(count) if count else "auto")
+                           for count in row.get("threads", [None, None]))
         lines.append(
-            f"| {row['runner']} | {served} | {batching} | {row['clients']} | {row['requests_per_second']:.1f} | "
+            f"| {row['runner']} | {served} | {batching} | {threads} | {row['clients']} | "
+            f"{row['requests_per_second']:.1f} | "
             f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} | "
             f"{row['labels_agree']}/{row['requests']} | {onednn.get(row['runner'], '-')} |")
     return "\n".join(lines)

@@ -421,6 +421,10 @@ def _add_end_to_end(benchmarks):
                              "distil-tf-model-server with batching off and on, the peers in-process; 'none' skips it")
     parser.add_argument("--requests", type=int, default=None,
                         help="requests per throughput cell (default: one per sentence)")
+    parser.add_argument("--server-threads", default="0:0",
+                        help="the server's TensorFlow threads as INTRA:INTER pairs, comma-separated, 0 = TensorFlow "
+                             "picks (the cores), e.g. 0:0,2:1,1:2; each pair is one more server run, passed as "
+                             "--tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism (default 0:0)")
     parser.add_argument("--out", default=None, help="directory for end_to_end.json and end_to_end.md")
     parser.set_defaults(handler=cmd_end_to_end)
 
@@ -436,6 +440,13 @@ def cmd_end_to_end(args):
         raise ValueError(f"--clients takes comma-separated counts such as 1,4,16 (or none), got {args.clients!r}")
     if any(count < 1 for count in clients):
         raise ValueError(f"--clients counts must be >= 1, got {args.clients}")
+    try:
+        server_threads = tuple(tuple(int(count) for count in pair.split(":")) for pair in _split(args.server_threads))
+    except ValueError:
+        server_threads = ()
+    if not server_threads or any(len(pair) != 2 or min(pair) < 0 for pair in server_threads):
+        raise ValueError(f"--server-threads takes INTRA:INTER pairs of counts >= 0 such as 0:0,1:2, "
+                         f"got {args.server_threads!r}")
     for path in [args.sst2] + ([] if args.model else [args.vocab]):
         if not pathlib.Path(path).exists():
             raise FileNotFoundError(f"{path} not found (set DISTIL_TF_DATA or pass the path)")
@@ -445,7 +456,7 @@ def cmd_end_to_end(args):
     report = end_to_end.run(args.sst2, args.vocab, model_dir=args.model, sentences=args.sentences,
                             runners=_split(args.runners), threads=args.threads, work_dir=work_dir,
                             progress=lambda runner: print(f"timing {runner}", flush=True),
-                            clients=clients, requests=args.requests)
+                            clients=clients, requests=args.requests, server_threads=server_threads)
     report["command"] = shlex.join(["distil-tf"] + list(getattr(args, "argv", [])))
     table = end_to_end.format_table(report)
     print(table)

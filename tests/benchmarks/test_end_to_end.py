@@ -64,24 +64,32 @@ def test_every_runner_gives_the_served_labels_on_real_sentences(tmp_path, shared
 
 @pytest.mark.large
 def test_throughput_answers_every_request_right_through_the_server_and_the_peers(tmp_path, shared_data, bert_vocab):
-    """Concurrent clients get the batch-1 labels back from every path: server (batching off, on) and peers."""
+    """Concurrent clients get the batch-1 labels back from every path: server (batching off, on; two thread
+    settings) and peers."""
     report = _run_on_tiny_classifier(tmp_path, shared_data, bert_vocab, sentences=10,
-                                     runners=["hf-pipeline", "ort+tokenizers"], clients=(1, 3), requests=14)
-    cells = [(row["runner"], row["mode"], row["batching"], row["clients"]) for row in report["throughput"]]
-    assert cells == [("tf-serving-default", "in-process", None, 1), ("tf-serving-default", "in-process", None, 3),
-                     ("tf-serving-default", "grpc", False, 1), ("tf-serving-default", "grpc", False, 3),
-                     ("tf-serving-default", "grpc", True, 1), ("tf-serving-default", "grpc", True, 3),
-                     ("hf-pipeline", "in-process", None, 1), ("hf-pipeline", "in-process", None, 3),
-                     ("ort+tokenizers", "in-process", None, 1), ("ort+tokenizers", "in-process", None, 3)]
+                                     runners=["hf-pipeline", "ort+tokenizers"], clients=(1, 3), requests=14,
+                                     threads=2, server_threads=((0, 0), (1, 2)))
+    cells = [(row["runner"], row["mode"], row["batching"], row["threads"], row["clients"])
+             for row in report["throughput"]]
+    ours, auto, one_two = "tf-serving-default", [0, 0], [1, 2]
+    assert cells == [(ours, "in-process", None, [2, 1], 1), (ours, "in-process", None, [2, 1], 3),
+                     (ours, "grpc", False, auto, 1), (ours, "grpc", False, auto, 3),
+                     (ours, "grpc", True, auto, 1), (ours, "grpc", True, auto, 3),
+                     (ours, "grpc", False, one_two, 1), (ours, "grpc", False, one_two, 3),
+                     (ours, "grpc", True, one_two, 1), (ours, "grpc", True, one_two, 3),
+                     ("hf-pipeline", "in-process", None, [2, None], 1), ("hf-pipeline", "in-process", None, [2, None], 3),
+                     ("ort+tokenizers", "in-process", None, [2, None], 1),
+                     ("ort+tokenizers", "in-process", None, [2, None], 3)]
     for row in report["throughput"]:
         # 14 requests over 10 sentences: the last 4 repeat the first, and must still agree.
         assert (row["requests"], row["errors"], row["labels_agree"]) == (14, 0, 14), row
         assert row["p50_ms"] <= row["p99_ms"]
     assert report["requests_per_cell"] == 14
     table = end_to_end.format_table(report)
-    assert "| tf-serving-default | distil-tf-model-server gRPC | on | 3 |" in table
-    assert "| ort+tokenizers | in-process | - | 3 |" in table
-    assert table.count("| 14/14 |") == 10
+    assert "| tf-serving-default | distil-tf-model-server gRPC | on | auto/auto | 3 |" in table
+    assert "| tf-serving-default | distil-tf-model-server gRPC | off | 1/2 | 3 |" in table
+    assert "| ort+tokenizers | in-process | - | 2/- | 3 |" in table
+    assert table.count("| 14/14 |") == 14
 
 
 def test_a_head_without_a_hugging_face_class_skips_the_peers_with_the_reason(tmp_path, bert_vocab):

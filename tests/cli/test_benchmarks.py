@@ -66,7 +66,8 @@ PARSED = {
                          "handler": cli_benchmarks.cmd_tflite_accuracy}),
     "end-to-end": (["--sentences", "20", "--runners", "tf-serving-default,ort+tokenizers"],
                    {"sentences": 20, "runners": "tf-serving-default,ort+tokenizers", "model": None, "threads": None,
-                    "out": None, "clients": "1,4,16", "requests": None, "handler": cli_benchmarks.cmd_end_to_end}),
+                    "out": None, "clients": "1,4,16", "requests": None, "server_threads": "0:0",
+                    "handler": cli_benchmarks.cmd_end_to_end}),
     "kernels": (["--kernels", "tf-fp32,ort-fp32", "--rows", "32"],
                 {"kernels": "tf-fp32,ort-fp32", "rows": 32, "hidden_dim": 768, "intermediate_dim": 3072, "num_layers": 6,
                  "iterations": 30, "threads": None, "out": None, "handler": cli_benchmarks.cmd_kernels}),
@@ -105,6 +106,10 @@ def test_missing_required_flags_are_usage_errors(name, capsys):
      "distil-tf: error: --clients takes comma-separated counts such as 1,4,16 (or none), got '1,x'"),
     (["end-to-end", "--clients", "0,4"], "distil-tf: error: --clients counts must be >= 1, got 0,4"),
     (["end-to-end", "--requests", "0"], "distil-tf: error: --requests must be >= 1, got 0"),
+    (["end-to-end", "--server-threads", "1:2,3"], "distil-tf: error: --server-threads takes INTRA:INTER pairs "
+     "of counts >= 0 such as 0:0,1:2, got '1:2,3'"),
+    (["end-to-end", "--server-threads", "1:-1"], "distil-tf: error: --server-threads takes INTRA:INTER pairs "
+     "of counts >= 0 such as 0:0,1:2, got '1:-1'"),
     (["kernels", "--kernels", "tf-fp32,tf-fp64"],
      "distil-tf: error: unknown kernel(s) tf-fp64; expected some of tf-fp32, tf-fp32+onednn, tf-bf16+onednn, "
      "tf-int8+onednn, tf-int8-hybrid, ort-fp32, ort-int8"),

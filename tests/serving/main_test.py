@@ -28,6 +28,10 @@ def model_path(tmp_path_factory):
         (["--model_base_path=/x", "--batching_parameters_file=/b"], "without --enable_batching"),
         (["--model_base_path=/x", "--port=9000", "--rest_api_port=9000"], "same"),
         (["--model_base_path=/x", "--enable_batching=maybe"], "true or false"),
+        (["--model_base_path=/x", "--tensorflow_intra_op_parallelism=-1"], "must be >= 0"),
+        (["--model_base_path=/x", "--tensorflow_session_parallelism=2",
+          "--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=2"],
+         "You cannot configure all"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(argv, fragment, capsys):
@@ -64,6 +68,38 @@ def test_flags_map_to_options(tmp_path):
     assert options.prometheus_path == "/monitoring/prometheus/metrics"
     assert options.host == "127.0.0.1"
     assert options.rest_api_timeout_in_ms == 100
+    # server.cc: a specific thread flag wins and leaves the other pool to TensorFlow (0).
+    assert (options.intra_op_parallelism, options.inter_op_parallelism) == (2, 0)
+
+
+@pytest.mark.parametrize(
+    "flags, threads",
+    [
+        ([], (0, 0)),
+        (["--tensorflow_session_parallelism=3"], (3, 3)),
+        (["--tensorflow_session_parallelism=3", "--tensorflow_inter_op_parallelism=2"], (0, 2)),
+        (["--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=2"], (1, 2)),
+    ],
+)
+def test_thread_flags_resolve_as_tf_serving_does(flags, threads):
+    options = parse_flags(["--model_base_path=/abs/m"] + flags)
+    assert (options.intra_op_parallelism, options.inter_op_parallelism) == threads
+
+
+def test_thread_flags_that_cannot_take_effect_refuse_to_start(model_path):
+    import tensorflow as tf
+
+    from distil_tf.serving.server import ModelServer
+    from distil_tf.serving.server import ServerOptions
+    from distil_tf.serving.server import StartupError
+    from distil_tf.serving.server import single_model_config
+
+    tf.constant(1.0) + 1.0  # TensorFlow's runtime (and its pools) start here at the latest.
+    running = tf.config.threading.get_inter_op_parallelism_threads()
+    options = ServerOptions(port=0, model_server_config=single_model_config("toy", str(model_path)),
+                            file_system_poll_wait_seconds=0, inter_op_parallelism=running + 5)
+    with pytest.raises(StartupError, match="--tensorflow_inter_op_parallelism=.* cannot take effect"):
+        ModelServer(options).start()
 
 
 def test_startup_failure_exits_1(tmp_path, capsys):
@@ -83,6 +119,16 @@ def test_subprocess_serves_and_stops_on_sigterm(model_path):
         assert status["model_version_status"][0]["state"] == "AVAILABLE"
     assert server.process.returncode == 0
     assert "Running gRPC ModelServer" in server.output()
+
+
+@pytest.mark.large
+def test_subprocess_runs_tensorflow_with_the_thread_flags(model_path):
+    server = ServerProcess([f"--model_base_path={model_path}", "--model_name=toy",
+                            "--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=3"])
+    with server:
+        pass
+    # What TensorFlow reports after the server sized its pools, before the model loaded.
+    assert "TensorFlow threads: intra-op 1, inter-op 3" in server.output()
 
 
 def test_port_in_use_is_a_startup_error(model_path):

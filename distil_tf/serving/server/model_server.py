@@ -37,6 +37,39 @@ class StartupError(RuntimeError):
     """The initial models did not become available ("Failed to start server")."""
 
 
+def configure_tensorflow_threads(intra_op, inter_op):
+    """Sizes TensorFlow's thread pools for this process, as TF Serving's session config does.
+
+    0 leaves a pool to TensorFlow (the cores). TensorFlow fixes its pools when
+    its runtime starts, so this must run before the first model loads; in a
+    process whose runtime already runs with other sizes it raises StartupError
+    rather than serve with threads the user did not ask for.
+
+    Returns:
+        `(intra-op, inter-op)` as TensorFlow reports them afterwards.
+    """
+    import tensorflow as tf
+
+    threading_config = tf.config.threading
+    for name, wanted, get, set_ in (
+        ("intra_op", intra_op, threading_config.get_intra_op_parallelism_threads,
+         threading_config.set_intra_op_parallelism_threads),
+        ("inter_op", inter_op, threading_config.get_inter_op_parallelism_threads,
+         threading_config.set_inter_op_parallelism_threads),
+    ):
+        if wanted and get() != wanted:
+            try:
+                set_(wanted)
+            except RuntimeError:
+                raise StartupError(
+                    f"Failed to start server. Error: --tensorflow_{name}_parallelism={wanted} cannot "
+                    f"take effect: TensorFlow already runs in this process with {get()} (0: its "
+                    "default); start the server in a process of its own (distil-tf-model-server)"
+                ) from None
+    return (threading_config.get_intra_op_parallelism_threads(),
+            threading_config.get_inter_op_parallelism_threads())
+
+
 class ModelServer:
     """A TF-Serving-compatible server running in this process.
 
@@ -89,8 +122,14 @@ class ModelServer:
         """Loads the initial models, then opens the gRPC and REST ports.
 
         Raises:
-            StartupError: a model has no loadable version.
+            StartupError: a model has no loadable version, or the thread
+                options cannot take effect in this process.
         """
+        intra_op, inter_op = configure_tensorflow_threads(
+            self.options.intra_op_parallelism, self.options.inter_op_parallelism
+        )
+        logger.info("TensorFlow threads: intra-op %d, inter-op %d (0: TensorFlow picks)",
+                    intra_op, inter_op)
         try:
             self.manager.apply_config(self.options.model_server_config)
         except ServingError as error:

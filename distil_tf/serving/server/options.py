@@ -37,9 +37,6 @@ IGNORED_FLAGS = (
     "num_load_threads",
     "num_unload_threads",
     "saved_model_tags",
-    "tensorflow_session_parallelism",
-    "tensorflow_intra_op_parallelism",
-    "tensorflow_inter_op_parallelism",
     "per_process_gpu_memory_fraction",
     "flush_filesystem_caches",
     "enable_signature_method_name_check",
@@ -92,6 +89,10 @@ class ServerOptions:
         allow_version_labels_for_unavailable_models: bool.
         grpc_max_threads: int. gRPC worker threads.
         grpc_socket_path: str or None. Also serve gRPC on this Unix socket.
+        intra_op_parallelism: int. Threads one TensorFlow op may use; 0 lets
+            TensorFlow pick (the cores).
+        inter_op_parallelism: int. TensorFlow ops (of one request or of
+            concurrent ones) that run at once; 0 lets TensorFlow pick.
     """
 
     port: int = 8500
@@ -111,6 +112,8 @@ class ServerOptions:
     allow_version_labels_for_unavailable_models: bool = False
     grpc_max_threads: int = 16
     grpc_socket_path: str = None
+    intra_op_parallelism: int = 0
+    inter_op_parallelism: int = 0
 
     @property
     def prometheus_path(self):
@@ -257,6 +260,30 @@ def read_monitoring_config(path):
     return _read_text_proto(path, MonitoringConfig(), "--monitoring_config_file")
 
 
+def session_parallelism(session, intra_op, inter_op):
+    """`(intra-op, inter-op)` threads from the three thread flags, as server.cc resolves them.
+
+    Either of the two specific flags wins (the other left at 0: TensorFlow
+    picks); otherwise `--tensorflow_session_parallelism` sets both. All three
+    at once is refused, with TF Serving's message.
+    """
+    for name, value in (("tensorflow_session_parallelism", session),
+                        ("tensorflow_intra_op_parallelism", intra_op),
+                        ("tensorflow_inter_op_parallelism", inter_op)):
+        if value < 0:
+            raise ConfigError(f"--{name} must be >= 0 (0: TensorFlow picks), got {value}")
+    if session > 0 and intra_op > 0 and inter_op > 0:
+        raise ConfigError(
+            "Either configure server_options.tensorflow_session_parallelism or "
+            "(server_options.tensorflow_intra_op_parallelism, "
+            "server_options.tensorflow_inter_op_parallelism) separately. "
+            "You cannot configure all."
+        )
+    if intra_op > 0 or inter_op > 0:
+        return intra_op, inter_op
+    return session, session
+
+
 def _bool_flag(text):
     lowered = str(text).strip().lower()
     if lowered in ("1", "true", "t", "yes", "y"):
@@ -304,6 +331,13 @@ def build_flag_parser():
     add("--grpc_max_threads", type=int, default=16)
     add("--grpc_socket_path", default="",
         help="also serve gRPC on this Unix domain socket (unix:PATH)")
+    add("--tensorflow_session_parallelism", type=int, default=0,
+        help="threads of both TensorFlow pools (0: TensorFlow picks)")
+    add("--tensorflow_intra_op_parallelism", type=int, default=0,
+        help="threads one op may use (0: TensorFlow picks, the cores)")
+    add("--tensorflow_inter_op_parallelism", type=int, default=0,
+        help="ops that run at once, of one request or of concurrent ones "
+             "(0: TensorFlow picks); 1 serializes concurrent requests")
     return parser
 
 
@@ -350,6 +384,11 @@ def parse_flags(argv):
         else:
             batching = BatchingParameters()
             batching.num_batch_threads.value = os.cpu_count() or 1
+    intra_op, inter_op = session_parallelism(
+        known.tensorflow_session_parallelism,
+        known.tensorflow_intra_op_parallelism,
+        known.tensorflow_inter_op_parallelism,
+    )
     monitoring = None
     if known.monitoring_config_file:
         monitoring = read_monitoring_config(known.monitoring_config_file)
@@ -373,4 +412,6 @@ def parse_flags(argv):
         ),
         grpc_max_threads=known.grpc_max_threads,
         grpc_socket_path=known.grpc_socket_path or None,
+        intra_op_parallelism=intra_op,
+        inter_op_parallelism=inter_op,
     )
