@@ -271,7 +271,11 @@ def session_parallelism(session, intra_op, inter_op):
                         ("tensorflow_intra_op_parallelism", intra_op),
                         ("tensorflow_inter_op_parallelism", inter_op)):
         if value < 0:
-            raise ConfigError(f"--{name} must be >= 0 (0: TensorFlow picks), got {value}")
+            # The real binary hands a negative count to TensorFlow's session,
+            # which then runs every op in the caller's thread; this server's
+            # functions have no such mode, so it refuses rather than differ.
+            raise ConfigError(f"--{name} must be >= 0 here (0: TensorFlow picks), got {value}; "
+                              "a negative count (ops in the caller's thread) is not supported by this server")
     if session > 0 and intra_op > 0 and inter_op > 0:
         raise ConfigError(
             "Either configure server_options.tensorflow_session_parallelism or "
