@@ -33,7 +33,10 @@ optimizer steps as the distilled one took (`seed-N/plain-steps-S`). An
 augmented transfer set (`distillation.augment=N`) makes an epoch N + 1 times
 longer, so without this row "distillation helps" cannot be told apart from
 "more steps help". Where the two step counts are already equal the plain row
-is that baseline and nothing more is trained.
+is that baseline and nothing more is trained. The default `augment: auto`
+gives a small task sized in epochs (MRPC, RTE) two copies, so its distilled
+runs take 3x the plain steps; the report's header says what each distilled
+student read (labelled, augmented, unlabeled).
 """
 
 import dataclasses
@@ -128,6 +131,7 @@ def _plain_for_steps(config, seed, start, plain_root, steps, plain_run):
 def run_retention(config):
     """Teacher, distilled and plain students over `config.seeds`; writes and returns the report."""
     from distil_tf import load_model, load_tokenizer, run_dir
+    from distil_tf.distillation import transfer_set
     from distil_tf.models.student_init import write_student
     from distil_tf.tasks import registry, task_inputs
     from distil_tf.training.finetune import (
@@ -168,7 +172,13 @@ def run_retention(config):
         distill_config = task_run_config(DistillTaskConfig, config, seed, distilled_dir,
                                          extra_overrides=config.distill_overrides,
                                          teacher=str(teacher), student=str(start))
-        if not distill_config.distillation.augment and not distill_config.distillation.teacher_outputs_dir:
+        data = distill_config.data  # what `augment: auto` decides from, as the run will count it
+        labelled_examples = len(task_inputs.subset(task_inputs.read_split(spec, data.train_split, source),
+                                                   data.train_limit, data.train_skip))
+        copies, _ = transfer_set.augment_copies(
+            distill_config.distillation.augment, spec, labelled_examples, sized_in_epochs=not distill_config.steps,
+            auto_below=distill_config.distillation.augment_auto_below)
+        if not copies and not distill_config.distillation.teacher_outputs_dir:
             # Without augmentation every seed's transfer set is the same examples:
             # the teacher scores them once for the whole report.
             distill_config.distillation.teacher_outputs_dir = str(out / "teacher_outputs")
@@ -184,6 +194,9 @@ def run_retention(config):
         # keyed by directory because the same-steps baseline can be the plain run itself (counted once).
         recorded = {str(directory): metrics["seconds"] for directory, metrics in runs.values()}
         entry = {"seed": seed, "seconds": round(sum(recorded.values()), 1)}
+        transfer = distilled.get("transfer_set") or {}
+        if transfer:  # what the distilled student read (augment: auto decides per task)
+            entry["transfer_set"] = {key: transfer.get(key) for key in ("labelled", "augmented", "unlabeled")}
         for name, (_, metrics) in runs.items():
             rows[name].append(primary_score(metrics["evaluation"]["validation"], spec))
             entry[f"{name}_steps"] = metrics["steps"]
@@ -284,13 +297,24 @@ def acceptance_checks(report):
     return checks
 
 
+def _transfer_set_text(report):
+    """" (transfer set: 3,668 labelled + 7,336 augmented)": what each seed's distilled student read."""
+    sets = [seed["transfer_set"] for seed in report["seeds"] if seed.get("transfer_set")]
+    if not sets:
+        return ""
+    first = sets[0]
+    parts = [f"{first['labelled']:,} labelled"] + [f"{first[key]:,} {key}" for key in ("augmented", "unlabeled")
+                                                    if first.get(key)]
+    return f" (transfer set: {' + '.join(parts)})"
+
+
 def format_report(report, config):
     metric = report["metric"]
     lines = [
         f"{report['task']} dev ({report['dev_examples']} examples), {metric}; student from teacher layers "
         f"{config.student} and its head; seeds {', '.join(map(str, config.seeds))}.",
-        f"Distillation options: {' '.join(config.distill_overrides) or 'the defaults'}; "
-        f"shared recipe: {' '.join(config.overrides) or 'the defaults'}.",
+        f"Distillation options: {' '.join(config.distill_overrides) or 'the defaults'}"
+        f"{_transfer_set_text(report)}; shared recipe: {' '.join(config.overrides) or 'the defaults'}.",
         "",
         f"| model | {metric} (mean +- std) | % of teacher | per seed |",
         "|---|---|---|---|",

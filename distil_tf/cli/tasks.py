@@ -141,10 +141,11 @@ def register(commands):
     distill.add_argument("--student", required=True,
                          help="student directory, or a layer map (0,3,5) / depth (3) from the teacher's encoder")
     distill.add_argument("--out", required=True, help="run directory")
-    distill.add_argument("--augment", type=int, metavar="N",
+    distill.add_argument("--augment", metavar="N|auto",
                          help="N perturbed copies of each training example, labelled by the teacher only "
                               "(masking, embedding-neighbour substitution, word dropout, n-grams; Tang et al. "
-                              "2019); not for SQuAD")
+                              "2019); not for SQuAD. Default auto: 2 for an epoch-sized run over fewer than "
+                              "10,000 labelled examples (MRPC, STS-B, RTE), else 0")
     distill.add_argument("--unlabeled", nargs="+", metavar="FILE",
                          help="in-domain text, one example a line (text_a<TAB>text_b for pair tasks), "
                               "labelled by the teacher only")

@@ -84,7 +84,12 @@ class TaskDistillationConfig:
     teacher_outputs_dir: typing.Optional[str] = None
     # Perturbed copies of each training example, labelled by the teacher only
     # (Tang et al., 2019; distil_tf.data.augmentation). Not for span tasks.
-    augment: int = 0
+    # "auto": 2 copies for a run sized in epochs over fewer than
+    # augment_auto_below labelled examples (MRPC, STS-B, RTE), none otherwise (SST-2,
+    # IMDb, SQuAD, any --steps run): where the measurements found them to pay
+    # (transfer_set.augment_copies). The copies triple such a run's steps.
+    augment: str = "auto"
+    augment_auto_below: int = 10_000
     # Per-word probabilities of the copies: [MASK], an embedding neighbour,
     # dropping the word; then keeping only a random 1..5-gram.
     augment_mask: float = 0.1
@@ -195,8 +200,13 @@ def _transfer_set(config, run, teacher, tokenizer):
     from distil_tf.distillation import transfer_set
 
     settings = config.distillation
+    copies, why = transfer_set.augment_copies(settings.augment, run.spec, len(run.train_examples),
+                                              sized_in_epochs=not config.steps,
+                                              auto_below=settings.augment_auto_below)
+    if transfer_set.parse_augment(settings.augment) == transfer_set.AUTO:
+        print(f"transfer set: {copies} augmented {'copy' if copies == 1 else 'copies'} per example ({why})")
     augmentation = transfer_set.AugmentationSettings(
-        copies=settings.augment, mask=settings.augment_mask, substitute=settings.augment_substitute,
+        copies=copies, mask=settings.augment_mask, substitute=settings.augment_substitute,
         ngram=settings.augment_ngram, word_dropout=settings.augment_word_dropout,
         neighbours=settings.augment_neighbours,
     )
@@ -217,7 +227,8 @@ def _transfer_set_input(config, transfer, distiller, out_dir, strategy):
 
     from distil_tf.distillation import transfer_set
 
-    summary = dict(transfer.counts, total=len(transfer), augment=config.distillation.augment,
+    summary = dict(transfer.counts, total=len(transfer), augment=transfer.augmentation.copies,
+                   augment_setting=str(config.distillation.augment),
                    unlabeled_files=list(transfer.unlabeled), teacher_outputs=transfer_set.BYPASSED)
     trim, static, groups = train_lib.trimmed_batches(config)
     if transfer.spec.head_type == SPAN:

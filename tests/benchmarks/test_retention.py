@@ -163,13 +163,17 @@ def test_plain_same_steps_matches_an_augmented_distillation_step_for_step(tmp_pa
     assert len(report["rows"]["plain_same_steps"]["scores"]) == 1
     versus = seed["versus_plain_same_steps"]
     assert versus["only_distilled_right"] + versus["only_plain_right"] <= 8 and 0.0 < versus["mcnemar_p"] <= 1.0
+    assert seed["transfer_set"] == {"labelled": 8, "augmented": 8, "unlabeled": 0}
+    assert "Distillation options: distillation.augment=1 (transfer set: 8 labelled + 8 augmented);" in printed
     assert "| same student, finetune, as many steps as distill-task |" in printed
     assert "Against the plain student trained for as many steps as the distilled one" in printed
 
     # Without augmentation both budgets are 2 steps: the plain run is the row, nothing more is trained.
     argv = ["benchmark", "retention", "--teacher", str(tmp_path / "teacher"), "--student", "0,1", "--seeds", "1",
-            "--out", str(tmp_path / "equal"), "--data-dir", str(glue), "--epochs", "1", *flags, "--plain-same-steps"]
+            "--out", str(tmp_path / "equal"), "--data-dir", str(glue), "--epochs", "1", *flags, "--plain-same-steps",
+            "--distill-set", "distillation.augment=0"]
     assert cli.main(argv) == 0
     equal = json.loads((tmp_path / "equal" / "retention.json").read_text())
     assert equal["rows"]["plain_same_steps"] == equal["rows"]["plain"]
+    assert equal["seeds"][0]["transfer_set"] == {"labelled": 8, "augmented": 0, "unlabeled": 0}
     assert not list((tmp_path / "equal" / "seed-1").glob("plain-steps-*"))

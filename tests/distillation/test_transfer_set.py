@@ -303,6 +303,37 @@ def test_augment_on_squad_is_refused(capsys, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_augment_auto_copies_small_sets_sized_in_epochs_only():
+    pick = transfer_set.augment_copies
+    assert pick("auto", RTE, 2_490, sized_in_epochs=True) == (
+        2, "auto: 2,490 labelled examples, under 10,000; --augment 0 turns the copies off")
+    assert pick("AUTO", RTE, 9_999, sized_in_epochs=True)[0] == 2
+    assert pick("auto", RTE, 10_000, sized_in_epochs=True) == (0, "auto: 10,000 labelled examples, not under 10,000")
+    assert pick("auto", SST2, 67_349, sized_in_epochs=True)[0] == 0
+    assert pick("auto", SST2, 4_000, sized_in_epochs=False) == (
+        0, "auto: the run is sized in --steps, where copies would displace labelled examples")
+    assert pick("auto", registry.get_task("squad/v1.1"), 100, sized_in_epochs=True) == (
+        0, "auto: squad/v1.1's answer positions cannot be augmented")
+    assert pick("auto", RTE, 500, sized_in_epochs=True, auto_below=100)[0] == 0
+    # A number is taken as given, whatever the set's size or budget.
+    assert pick("3", SST2, 67_349, sized_in_epochs=False) == (3, "--augment 3")
+    assert pick(0, RTE, 10, sized_in_epochs=True) == (0, "--augment 0")
+    # auto never trips the span refusal; a number does.
+    transfer_set.check_transfer_options(registry.get_task("squad/v1.1"), "auto", [])
+    with pytest.raises(ValueError, match="--augment cannot be used with squad/v1.1"):
+        transfer_set.check_transfer_options(registry.get_task("squad/v1.1"), "2", [])
+
+
+@pytest.mark.parametrize("value, message", [("two", "--augment expects 'auto' or a number of copies, got 'two'"),
+                                            ("-1", "--augment must be >= 0, got -1")])
+def test_bad_augment_values_are_one_line_errors(capsys, tmp_path, value, message):
+    code = cli.main(["distill-task", "--task", "glue/sst2", "--teacher", str(tmp_path / "none"),
+                     "--student", "1", "--out", str(tmp_path / "o"), "--augment", value])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.fixture(scope="module")
 def sst2_teacher_dir(tmp_path_factory, tokenizer):
     from distil_tf.models import save_model
@@ -318,13 +349,18 @@ def sst2_teacher_dir(tmp_path_factory, tokenizer):
     return directory
 
 
-@pytest.mark.large
-def test_distill_task_with_augment_runs_end_to_end(tmp_path, sst2_teacher_dir, capsys):
-    data = tmp_path / "glue" / "SST-2"
+def _write_tiny_sst2(glue_dir):
+    """SST-2 train and dev of the first 6 `SENTENCES` (the same 6 both ways)."""
+    data = glue_dir / "SST-2"
     data.mkdir(parents=True)
     body = "".join(f"{text}\t{i % 2}\n" for i, text in enumerate(SENTENCES[:6]))
     (data / "train.tsv").write_text("sentence\tlabel\n" + body)
     (data / "dev.tsv").write_text("sentence\tlabel\n" + body)
+
+
+@pytest.mark.large
+def test_distill_task_with_augment_runs_end_to_end(tmp_path, sst2_teacher_dir, capsys):
+    _write_tiny_sst2(tmp_path / "glue")
     lines = tmp_path / "unlabeled.txt"
     lines.write_text("the film was fun\nit is not boring\n")
     out = tmp_path / "run"
@@ -339,7 +375,8 @@ def test_distill_task_with_augment_runs_end_to_end(tmp_path, sst2_teacher_dir, c
     assert (summary["labelled"], summary["augmented"], summary["unlabeled"]) == (6, 6, 2)
     assert summary["teacher_outputs"] == "built" and (out / "teacher_outputs" / "manifest.json").is_file()
     provenance = json.loads((out / "student" / "config.json").read_text())["distil_tf"]["provenance"]
-    assert provenance["transfer_set"]["total"] == 14 and provenance["distillation"]["augment"] == 1
+    assert provenance["transfer_set"]["total"] == 14 and provenance["transfer_set"]["augment"] == 1
+    assert provenance["distillation"]["augment"] == "1"  # the setting as given, beside what it resolved to
     # The same command again: the cache is hit (the finished run is not retrained).
     assert cli.main(argv) == 0
     assert json.loads((out / "metrics.json").read_text())["transfer_set"]["teacher_outputs"] == "hit"
@@ -376,3 +413,20 @@ def test_distill_task_on_squad_trains_from_cached_span_logits(tmp_path, tokenize
     assert summary["teacher_outputs"] == "built" and summary["labelled"] >= 2
     manifest = json.loads((tmp_path / "run" / "teacher_outputs" / "manifest.json").read_text())
     assert manifest["span_dtype"] == "float16"
+
+
+def test_distill_task_default_augments_a_small_epoch_sized_set(tmp_path, sst2_teacher_dir, capsys):
+    """The default (auto) on 6 labelled sentences and --epochs: 2 teacher-labelled copies each, 3x the steps."""
+    _write_tiny_sst2(tmp_path / "glue")
+    out = tmp_path / "run"
+    assert cli.main(["distill-task", "--task", "glue/sst2", "--teacher", str(sst2_teacher_dir), "--student", "1",
+                     "--out", str(out), "--data-dir", str(tmp_path / "glue"), "--epochs", "1", "--batch-size", "4",
+                     "--max-seq-length", "32"]) == 0, capsys.readouterr().err
+    stdout = capsys.readouterr().out
+    assert ("transfer set: 2 augmented copies per example (auto: 6 labelled examples, under 10,000; "
+            "--augment 0 turns the copies off)") in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    summary = metrics["transfer_set"]
+    assert (summary["labelled"], summary["augmented"], summary["augment"], summary["augment_setting"]) == (
+        6, 12, 2, "auto")
+    assert metrics["steps"] == 5  # one epoch over 18 records at batch 4
