@@ -34,7 +34,7 @@ augmented transfer set (`distillation.augment=N`) makes an epoch N + 1 times
 longer, so without this row "distillation helps" cannot be told apart from
 "more steps help". Where the two step counts are already equal the plain row
 is that baseline and nothing more is trained. The default `augment: auto`
-gives a small task sized in epochs (MRPC, RTE) two copies, so its distilled
+gives a small task sized in epochs (MRPC, STS-B) two copies, so its distilled
 runs take 3x the plain steps; the report's header says what each distilled
 student read (labelled, augmented, unlabeled).
 """
@@ -167,20 +167,22 @@ def run_retention(config):
     if config.plain_same_steps:
         rows["plain_same_steps"] = []
     comparisons = []
+    # Without augmentation every seed's transfer set is the same examples: the teacher scores them
+    # once for the whole report. What `augment: auto` gives is decided as the runs will decide it.
+    probe = task_run_config(DistillTaskConfig, config, config.seeds[0], out,
+                            extra_overrides=config.distill_overrides, teacher=str(teacher), student=str(start))
+    labelled_examples = len(task_inputs.subset(task_inputs.read_split(spec, probe.data.train_split, source),
+                                               probe.data.train_limit, probe.data.train_skip))
+    copies, _ = transfer_set.augment_copies(probe.distillation.augment, spec, labelled_examples,
+                                            sized_in_epochs=not probe.steps,
+                                            auto_below=probe.distillation.augment_auto_below)
+    share_teacher_outputs = not copies and not probe.distillation.teacher_outputs_dir
     for seed in config.seeds:
         distilled_dir, plain_dir = out / f"seed-{seed}" / "distilled", plain_root / f"seed-{seed}" / "plain"
         distill_config = task_run_config(DistillTaskConfig, config, seed, distilled_dir,
                                          extra_overrides=config.distill_overrides,
                                          teacher=str(teacher), student=str(start))
-        data = distill_config.data  # what `augment: auto` decides from, as the run will count it
-        labelled_examples = len(task_inputs.subset(task_inputs.read_split(spec, data.train_split, source),
-                                                   data.train_limit, data.train_skip))
-        copies, _ = transfer_set.augment_copies(
-            distill_config.distillation.augment, spec, labelled_examples, sized_in_epochs=not distill_config.steps,
-            auto_below=distill_config.distillation.augment_auto_below)
-        if not copies and not distill_config.distillation.teacher_outputs_dir:
-            # Without augmentation every seed's transfer set is the same examples:
-            # the teacher scores them once for the whole report.
+        if share_teacher_outputs:
             distill_config.distillation.teacher_outputs_dir = str(out / "teacher_outputs")
         distilled = run_once(distilled_dir, lambda: run_task_distillation(distill_config))
         plain_config = task_run_config(FinetuneConfig, config, seed, plain_dir, model=str(start))
@@ -299,10 +301,9 @@ def acceptance_checks(report):
 
 def _transfer_set_text(report):
     """" (transfer set: 3,668 labelled + 7,336 augmented)": what each seed's distilled student read."""
-    sets = [seed["transfer_set"] for seed in report["seeds"] if seed.get("transfer_set")]
-    if not sets:
+    first = next((seed["transfer_set"] for seed in report["seeds"] if seed.get("transfer_set")), None)
+    if first is None:
         return ""
-    first = sets[0]
     parts = [f"{first['labelled']:,} labelled"] + [f"{first[key]:,} {key}" for key in ("augmented", "unlabeled")
                                                     if first.get(key)]
     return f" (transfer set: {' + '.join(parts)})"
